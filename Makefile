@@ -1,0 +1,26 @@
+# `make test` and `make demo` work on a fresh clone: they create .venv when missing and
+# (re)install the package whenever pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: test demo bench clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+test: $(INSTALLED)
+	$(PY) -m pytest -q
+
+demo: $(INSTALLED)
+	$(PY) -m ulsam_nas.cost --paper
+
+bench: $(INSTALLED)
+	$(PY) benchmarks/ulsam_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,56 @@
+"""What a backbone is to the rest of the package: a layer table in the paper's numbering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..layers import Cost, conv_output_size
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One numbered layer of a paper table (Table 3 for MV1, Table 5 for MV2)."""
+
+    number: int
+    block: str  # "conv3x3", "conv1x1", "dws" (depthwise separable), "ir" (inverted residual)
+    in_ch: int
+    out_ch: int
+    stride: int
+    expansion: int = 1  # inverted residual expansion t; 1 for every other block
+
+    @property
+    def keeps_shape(self) -> bool:
+        """Whether ULSAM, which keeps its input's shape, can stand in for this layer."""
+        return self.in_ch == self.out_ch and self.stride == 1
+
+    def output_size(self, size: int) -> int:
+        # Strided layers are 3x3 convs with padding 1; stride-1 layers keep the size.
+        return conv_output_size(size, 3, self.stride)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A backbone as tables plus builders. ``layers(width_mult)`` gives the numbered layers with
+    channels scaled by the width multiplier; the head (pooling + classifier) follows the last."""
+
+    name: str
+    title: str
+    layers: Callable[[float], tuple[LayerSpec, ...]]
+    make_layer: Callable[[LayerSpec], nn.Module]
+    layer_cost: Callable[[LayerSpec, int, int], Cost]  # (spec, input h, input w)
+    make_head: Callable[[int, int], nn.Module]  # (in channels, num classes)
+    head_cost: Callable[[int, int], Cost]
+
+    def layer(self, number: int, width_mult: float = 1.0) -> LayerSpec:
+        specs = self.layers(width_mult)
+        if not 1 <= number <= len(specs):
+            raise ValueError(
+                f"{self.name} layer {number}: out of range ({self.name} has layers 1-{len(specs)})"
+            )
+        return specs[number - 1]
+
+    def substitutable(self) -> tuple[int, ...]:
+        return tuple(spec.number for spec in self.layers(1.0) if spec.keeps_shape)

@@ -1,0 +1,79 @@
+"""MobileNet-V1 in the paper's layer numbering (Table 3)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from torch import nn
+
+from ..layers import ConvBNAct, Cost, conv_cost, linear_cost
+from .base import Backbone, LayerSpec
+
+# Table 3: layer, block, in, out, stride. Output maps at 224: 112, 112, 56, 56, 28, 28, 14 (x6), 7, 7.
+TABLE = (
+    LayerSpec(1, "conv3x3", 3, 32, 2),
+    LayerSpec(2, "dws", 32, 64, 1),
+    LayerSpec(3, "dws", 64, 128, 2),
+    LayerSpec(4, "dws", 128, 128, 1),
+    LayerSpec(5, "dws", 128, 256, 2),
+    LayerSpec(6, "dws", 256, 256, 1),
+    LayerSpec(7, "dws", 256, 512, 2),
+    LayerSpec(8, "dws", 512, 512, 1),
+    LayerSpec(9, "dws", 512, 512, 1),
+    LayerSpec(10, "dws", 512, 512, 1),
+    LayerSpec(11, "dws", 512, 512, 1),
+    LayerSpec(12, "dws", 512, 512, 1),
+    LayerSpec(13, "dws", 512, 1024, 2),
+    LayerSpec(14, "dws", 1024, 1024, 1),
+)
+
+
+def scale_channels(channels: int, width_mult: float) -> int:
+    """MobileNet-V1's width multiplier alpha: int(channels * alpha), as in the reference code."""
+    return int(channels * width_mult)
+
+
+def layers(width_mult: float = 1.0) -> tuple[LayerSpec, ...]:
+    return tuple(
+        replace(
+            spec,
+            in_ch=spec.in_ch if spec.number == 1 else scale_channels(spec.in_ch, width_mult),
+            out_ch=scale_channels(spec.out_ch, width_mult),
+        )
+        for spec in TABLE
+    )
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """3x3 depthwise conv -> BN -> ReLU -> 1x1 pointwise conv -> BN -> ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__(ConvBNAct(in_ch, in_ch, 3, stride, groups=in_ch), ConvBNAct(in_ch, out_ch, 1))
+
+
+def make_layer(spec: LayerSpec) -> nn.Module:
+    if spec.block == "conv3x3":
+        return ConvBNAct(spec.in_ch, spec.out_ch, 3, spec.stride)
+    return DepthwiseSeparable(spec.in_ch, spec.out_ch, spec.stride)
+
+
+def layer_cost(spec: LayerSpec, in_h: int, in_w: int) -> Cost:
+    out_h, out_w = spec.output_size(in_h), spec.output_size(in_w)
+    if spec.block == "conv3x3":
+        return conv_cost(spec.in_ch, spec.out_ch, 3, 1, out_h, out_w)
+    depthwise = conv_cost(spec.in_ch, spec.in_ch, 3, spec.in_ch, out_h, out_w)
+    return depthwise + conv_cost(spec.in_ch, spec.out_ch, 1, 1, out_h, out_w)
+
+
+def make_head(in_ch: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(in_ch, num_classes))
+
+
+def head_cost(in_ch: int, num_classes: int) -> Cost:
+    return linear_cost(in_ch, num_classes)
+
+
+MOBILENET_V1 = Backbone(
+    name="mv1", title="MobileNet-V1", layers=layers, make_layer=make_layer,
+    layer_cost=layer_cost, make_head=make_head, head_cost=head_cost,
+)
