@@ -11,13 +11,14 @@ import argparse
 import json
 import sys
 
+from ..cli import ArgumentParser, fail
 from ..genome import Genome
 from ..spaces import SearchSpace, builtin_spaces, load_space
 from . import count_cost
 from .paper import format_paper_report, paper_rows
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m ulsam_nas.cost",
         description="Params and MACs of a ULSAM placement (analytic, no forward pass), "
         "or the check of every paper configuration (--paper).",
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.num_classes < 1 or args.resolution < 1:
-            raise ValueError("--num-classes and --resolution must be positive")
+            fail("--num-classes and --resolution must be positive")
         if args.paper:
             names = builtin_spaces() if args.space is None else [args.space]
             rows = [row for name in names for row in paper_rows(load_space(name))]
@@ -62,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         genome = _genome_from_args(args, space)
         cost = count_cost(genome, args.num_classes, resolution=args.resolution, ulsam_variant=args.variant)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        fail(str(error))
     if args.json:
         print(json.dumps({
             "space": space.name, "genome": str(genome), "params": cost.params, "macs": cost.macs,
