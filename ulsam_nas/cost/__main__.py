@@ -17,6 +17,7 @@ from ..spaces import SearchSpace, builtin_spaces, load_space
 from . import count_cost
 from .paper import format_paper_report, paper_rows
 
+
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m ulsam_nas.cost",

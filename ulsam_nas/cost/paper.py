@@ -8,6 +8,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from ..spaces import PaperConfig, PrintedFigure, SearchSpace
 from . import count_cost
 
+
 @dataclass(frozen=True)
 class FigureCheck:
     """Our change against vanilla next to the paper's, for one printed figure.
