@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from .backbones import get_backbone
+from .backbones import LayerSpec, get_backbone
 
 INSERT: Literal["insert"] = "insert"
 SUBSTITUTE: Literal["substitute"] = "substitute"
@@ -111,6 +111,16 @@ class Genome:
         """The same placements at another width (validated again: g must divide the new channels)."""
         return self if width_mult == self.width_mult else replace(self, width_mult=width_mult)
 
+    def layer_specs(
+        self, width_mult: float | None = None, channel_multiple: int | None = None, input_size: int | None = None,
+    ) -> tuple[LayerSpec, ...]:
+        """The backbone's layer table this genome is built on (see ``build_model`` for the
+        arguments), with every placement checked against it."""
+        width = self.width_mult if width_mult is None else width_mult
+        specs = get_backbone(self.backbone).specs(width, channel_multiple, input_size)
+        check_placements(replace(self, width_mult=width) if channel_multiple is None else self, specs)
+        return specs
+
     @property
     def groups(self) -> tuple[int, ...]:
         return tuple(sorted({p.groups for p in self.placements}))
@@ -122,11 +132,20 @@ def _validate(genome: Genome) -> None:
         raise ValueError(f"{genome.backbone}: width multiplier must be positive, got {genome.width_mult}")
     seen: set[int] = set()
     for placement in genome.placements:
-        where = f"{genome.backbone} layer {placement.layer}"
         if placement.layer in seen:
-            raise ValueError(f"{where}: placed twice (one action per layer: keep, L:1 or L)")
+            raise ValueError(f"{genome.backbone} layer {placement.layer}: placed twice (one action per layer: keep, L:1 or L)")
         seen.add(placement.layer)
-        spec = backbone.layer(placement.layer, genome.width_mult)
+        backbone.layer(placement.layer)  # range check
+    check_placements(genome, backbone.layers(genome.width_mult, None))
+
+
+def check_placements(genome: Genome, specs: tuple[LayerSpec, ...]) -> None:
+    """Raise ValueError (naming the layer and the reason) unless every placement of ``genome``
+    fits the layer table ``specs``: substituted layers keep their shape, g divides the channels."""
+    backbone = get_backbone(genome.backbone)
+    for placement in genome.placements:
+        where = f"{genome.backbone} layer {placement.layer}"
+        spec = specs[placement.layer - 1]
         if placement.action == SUBSTITUTE and not spec.keeps_shape:
             allowed = ", ".join(map(str, backbone.substitutable()))
             raise ValueError(

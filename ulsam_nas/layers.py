@@ -34,6 +34,13 @@ class Cost:
         return Cost(self.params - other.params, self.macs - other.macs, self.weights - other.weights)
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """torchvision's channel rounding: the nearest multiple of ``divisor``, at least ``divisor``
+    and never more than 10% below ``value``."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
 def conv_output_size(size: int, kernel: int, stride: int) -> int:
     """Spatial output size of a conv/pool with padding kernel // 2."""
     return (size + 2 * (kernel // 2) - kernel) // stride + 1

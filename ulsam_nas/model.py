@@ -33,14 +33,23 @@ class PlacedNet(nn.Module):
 
 def build_model(
     genome: Genome, num_classes: int = 1000, width_mult: float | None = None,
-    ulsam_variant: str = "official",
+    ulsam_variant: str = "official", *, channel_multiple: int | None = None, input_size: int | None = None,
 ) -> PlacedNet:
-    """Build ``genome`` as a PyTorch module. ``width_mult`` overrides the genome's width (the
-    placements are checked again at that width); ``ulsam_variant`` is "official" or "paper"."""
-    genome = genome.with_width(genome.width_mult if width_mult is None else width_mult)
+    """Build ``genome`` as a PyTorch module.
+
+    ``width_mult`` overrides the genome's width; ``ulsam_variant`` is "official" or "paper".
+    Proxy training adapts the network to cheap settings without changing the genome:
+    ``channel_multiple`` rounds the scaled channels to that multiple (16 keeps every g <= 16
+    valid at any width) and ``input_size`` lets the last strided layers run at stride 1 until
+    the last map is at least 4x4 (see ``Backbone.specs``). The placements are checked against
+    the layer table actually built.
+    """
+    specs = genome.layer_specs(width_mult, channel_multiple, input_size)
+    if channel_multiple is None and width_mult is not None:
+        genome = genome.with_width(width_mult)
     backbone = get_backbone(genome.backbone)
     parts: OrderedDict[str, nn.Module] = OrderedDict()
-    for spec in backbone.layers(genome.width_mult):
+    for spec in specs:
         placement = genome.placement(spec.number)
         if placement is None or placement.action == INSERT:
             parts[f"layer{spec.number}"] = backbone.make_layer(spec)
@@ -48,7 +57,7 @@ def build_model(
             parts[f"layer{spec.number}"] = ULSAM(spec.out_ch, placement.groups, ulsam_variant)
         if placement is not None and placement.action == INSERT:
             parts[f"after{spec.number}"] = ULSAM(spec.out_ch, placement.groups, ulsam_variant)
-    last_channels = backbone.layers(genome.width_mult)[-1].out_ch
+    last_channels = specs[-1].out_ch
     model = PlacedNet(genome, nn.Sequential(parts), backbone.make_head(last_channels, num_classes))
     init_weights(model)
     return model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from torch import nn
@@ -33,19 +33,36 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class Backbone:
-    """A backbone as tables plus builders. ``layers(width_mult)`` gives the numbered layers with
-    channels scaled by the width multiplier; the head (pooling + classifier) follows the last."""
+    """A backbone as tables plus builders. ``layers(width_mult, channel_multiple)`` gives the
+    numbered layers with channels scaled by the width multiplier (rounded the backbone's own way,
+    or to ``channel_multiple`` when given); the head (pooling + classifier) follows the last."""
 
     name: str
     title: str
-    layers: Callable[[float], tuple[LayerSpec, ...]]
+    layers: Callable[[float, int | None], tuple[LayerSpec, ...]]
     make_layer: Callable[[LayerSpec], nn.Module]
     layer_cost: Callable[[LayerSpec, int, int], Cost]  # (spec, input h, input w)
     make_head: Callable[[int, int], nn.Module]  # (in channels, num classes)
     head_cost: Callable[[int, int], Cost]
 
+    def specs(
+        self, width_mult: float = 1.0, channel_multiple: int | None = None, input_size: int | None = None,
+    ) -> tuple[LayerSpec, ...]:
+        """The layer table at a width. With ``input_size``, the *last* strided layers run at
+        stride 1 until the last feature map is at least MIN_PROXY_MAP wide: a low-resolution
+        proxy then still gives the deep layers, where ULSAM goes, a map on which a softmax over
+        positions means something, while the cheap early layers keep their strides."""
+        specs = list(self.layers(width_mult, channel_multiple))
+        if input_size is None:
+            return tuple(specs)
+        strided = [i for i, spec in enumerate(specs) if spec.stride > 1]
+        while strided and final_map_size(specs, input_size) < MIN_PROXY_MAP:
+            index = strided.pop()
+            specs[index] = replace(specs[index], stride=1)
+        return tuple(specs)
+
     def layer(self, number: int, width_mult: float = 1.0) -> LayerSpec:
-        specs = self.layers(width_mult)
+        specs = self.layers(width_mult, None)
         if not 1 <= number <= len(specs):
             raise ValueError(
                 f"{self.name} layer {number}: out of range ({self.name} has layers 1-{len(specs)})"
@@ -53,4 +70,14 @@ class Backbone:
         return specs[number - 1]
 
     def substitutable(self) -> tuple[int, ...]:
-        return tuple(spec.number for spec in self.layers(1.0) if spec.keeps_shape)
+        return tuple(spec.number for spec in self.layers(1.0, None) if spec.keeps_shape)
+
+
+MIN_PROXY_MAP = 4
+
+
+def final_map_size(specs: list[LayerSpec] | tuple[LayerSpec, ...], input_size: int) -> int:
+    size = input_size
+    for spec in specs:
+        size = spec.output_size(size)
+    return size

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from ..layers import ConvBNAct, Cost, conv_cost, linear_cost
+from ..layers import ConvBNAct, Cost, conv_cost, linear_cost, make_divisible
 from .base import Backbone, LayerSpec
 
 # Table 3: layer, block, in, out, stride. Output maps at 224: 112, 112, 56, 56, 28, 28, 14 (x6), 7, 7.
@@ -28,17 +28,18 @@ TABLE = (
 )
 
 
-def scale_channels(channels: int, width_mult: float) -> int:
-    """MobileNet-V1's width multiplier alpha: int(channels * alpha), as in the reference code."""
-    return int(channels * width_mult)
+def scale_channels(channels: int, width_mult: float, multiple: int | None) -> int:
+    """MobileNet-V1's width multiplier alpha: int(channels * alpha) as in the reference code,
+    or the nearest multiple of ``multiple``."""
+    return int(channels * width_mult) if multiple is None else make_divisible(channels * width_mult, multiple)
 
 
-def layers(width_mult: float = 1.0) -> tuple[LayerSpec, ...]:
+def layers(width_mult: float = 1.0, channel_multiple: int | None = None) -> tuple[LayerSpec, ...]:
     return tuple(
         replace(
             spec,
-            in_ch=spec.in_ch if spec.number == 1 else scale_channels(spec.in_ch, width_mult),
-            out_ch=scale_channels(spec.out_ch, width_mult),
+            in_ch=spec.in_ch if spec.number == 1 else scale_channels(spec.in_ch, width_mult, channel_multiple),
+            out_ch=scale_channels(spec.out_ch, width_mult, channel_multiple),
         )
         for spec in TABLE
     )

@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, Cost, conv_cost, linear_cost
+from ..layers import ConvBNAct, Cost, conv_cost, linear_cost, make_divisible
 from .base import Backbone, LayerSpec
 
 # Table 5: layer, block, in, out, stride, expansion t. Output maps at 224:
@@ -38,24 +38,20 @@ TABLE = (
 DROPOUT = 0.2
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """torchvision's channel rounding: nearest multiple of 8, never more than 10% below."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def scale_channels(spec: LayerSpec, channels: int, width_mult: float) -> int:
+def scale_channels(spec: LayerSpec, channels: int, width_mult: float, multiple: int) -> int:
+    """torchvision's rounding (to a multiple of 8); the last conv (layer 19) never shrinks."""
     if spec.number == 19 and channels == spec.out_ch:
-        return make_divisible(channels * max(1.0, width_mult))  # the last conv never shrinks
-    return make_divisible(channels * width_mult)
+        return make_divisible(channels * max(1.0, width_mult), multiple)
+    return make_divisible(channels * width_mult, multiple)
 
 
-def layers(width_mult: float = 1.0) -> tuple[LayerSpec, ...]:
+def layers(width_mult: float = 1.0, channel_multiple: int | None = None) -> tuple[LayerSpec, ...]:
+    multiple = channel_multiple or 8
     return tuple(
         replace(
             spec,
-            in_ch=spec.in_ch if spec.number == 1 else scale_channels(spec, spec.in_ch, width_mult),
-            out_ch=scale_channels(spec, spec.out_ch, width_mult),
+            in_ch=spec.in_ch if spec.number == 1 else scale_channels(spec, spec.in_ch, width_mult, multiple),
+            out_ch=scale_channels(spec, spec.out_ch, width_mult, multiple),
         )
         for spec in TABLE
     )
@@ -79,6 +75,11 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x) if self.use_residual else self.conv(x)
+
+    def start_as_identity(self) -> None:
+        """Zero the last BatchNorm scale, so a residual block starts as the identity."""
+        if self.use_residual:
+            nn.init.zeros_(self.conv[-1][1].weight)
 
 
 def make_layer(spec: LayerSpec) -> nn.Module:

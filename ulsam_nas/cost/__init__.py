@@ -15,14 +15,16 @@ __all__ = ["Cost", "count_cost"]
 
 def count_cost(
     genome: Genome, num_classes: int = 1000, width_mult: float | None = None,
-    resolution: int = 224, ulsam_variant: str = "official",
+    resolution: int = 224, ulsam_variant: str = "official", *, channel_multiple: int | None = None,
+    proxy: bool = False,
 ) -> Cost:
-    """Params and MACs of ``build_model(genome, num_classes, width_mult)`` on a square
-    ``resolution`` input, computed from the layer tables without building the model."""
-    genome = genome.with_width(genome.width_mult if width_mult is None else width_mult)
+    """Params and MACs of ``build_model(genome, num_classes, width_mult, ulsam_variant)`` on a
+    square ``resolution`` input, computed from the layer tables without building the model.
+    ``channel_multiple`` and ``proxy`` (the model built with ``input_size=resolution``) give the
+    cost of a proxy-training network; the search's objectives use neither."""
     backbone = get_backbone(genome.backbone)
+    specs = genome.layer_specs(width_mult, channel_multiple, resolution if proxy else None)
     total, size = Cost(), resolution
-    specs = backbone.layers(genome.width_mult)
     for spec in specs:
         placement = genome.placement(spec.number)
         if placement is not None and placement.action == SUBSTITUTE:

@@ -7,13 +7,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from ..cli import ArgumentParser, fail
-from ..genome import Genome
-from ..spaces import SearchSpace, builtin_spaces, load_space
+from ..cli import ArgumentParser, fail, genome_from_cli
+from ..spaces import builtin_spaces, load_space
 from . import count_cost
 from .paper import format_paper_report, paper_rows
 
@@ -39,17 +37,6 @@ def _parser() -> ArgumentParser:
     return parser
 
 
-def _genome_from_args(args: argparse.Namespace, space: SearchSpace) -> Genome:
-    width = space.width_mults[0] if args.width is None else args.width
-    text = args.genome.strip()
-    if not text[:1].isalpha() or text.lower() == "vanilla":
-        return Genome.parse(space.backbone, text, g=args.g, width_mult=width)
-    genome = Genome.from_string(text)  # canonical strings start with the backbone's name
-    if genome.backbone != space.backbone:
-        raise ValueError(f"genome {genome} is for {genome.backbone}, space {space.name} is {space.backbone}")
-    return genome if args.width is None else genome.with_width(width)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -61,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_paper_report(rows))
             return 0 if all(row.ok for row in rows) else 1
         space = load_space(args.space or "mv2")
-        genome = _genome_from_args(args, space)
+        genome = genome_from_cli(args.genome, args.g, args.width, space)
         cost = count_cost(genome, args.num_classes, resolution=args.resolution, ulsam_variant=args.variant)
     except ValueError as error:
         fail(str(error))

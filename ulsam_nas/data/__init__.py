@@ -1,0 +1,100 @@
+"""Data sets by spec string ``NAME[:ROOT]``, decoded once into a shared on-disk tensor cache.
+
+    synthetic            the built-in fine-grained stand-in (default; no files needed)
+    food101:ROOT         Food-101            (images/, meta/{classes,train,test}.txt)
+    cub200:ROOT          CUB-200-2011        (images.txt, image_class_labels.txt, ...)
+    dogs:ROOT            Stanford Dogs       (Images/, lists/{train,test}_list.mat)
+    folder:ROOT          ROOT/train/<class>/*, ROOT/val/<class>/*
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import synthetic
+from .cache import ImageTensors, cache_key, cached, decode_all
+from .layouts import READERS, SPLITS, DataError
+
+log = logging.getLogger(__name__)
+NAMES = ("synthetic", *READERS)
+
+__all__ = ["NAMES", "DataError", "DataSpec", "ImageTensors", "load_images"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    root: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DataSpec:
+        name, _, root = text.partition(":")
+        name = name.strip().lower()
+        if name not in NAMES:
+            raise DataError(f"unknown data set {name!r} in {text!r}; choose from {', '.join(NAMES)} (as NAME:ROOT)")
+        if name == "synthetic":
+            if root:
+                raise DataError(f"the synthetic data set takes no root, got {text!r}")
+            return cls(name)
+        if not root.strip():
+            raise DataError(f"data set {name} needs its folder: {name}:ROOT")
+        return cls(name, Path(root.strip()).expanduser())
+
+    def __str__(self) -> str:
+        return self.name if self.root is None else f"{self.name}:{self.root}"
+
+    @property
+    def slug(self) -> str:
+        """A short name for folders: ``cub200``, ``synthetic``."""
+        return self.name
+
+
+def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTensors:
+    """The ``split`` ("train" or "test") of a data set at ``resolution`` px, from the cache
+    (built on first use). Raises DataError for a data set that cannot be used."""
+    spec = DataSpec.parse(spec) if isinstance(spec, str) else spec
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if spec.name == "synthetic":
+        def build_synthetic():
+            images, labels = synthetic.generate(split, resolution)
+            return images.numpy(), labels.tolist(), synthetic.CLASSES, 0
+
+        key = cache_key("synthetic", synthetic.GENERATOR_VERSION, split, resolution)
+        return cached(spec.slug, split, resolution, key, build_synthetic)
+
+    listing = READERS[spec.name](spec.root, split)
+    stats = [f.stat() for f in listing.files]
+    key = cache_key(spec.name, str(spec.root.resolve()), split, resolution, [str(f) for f in listing.files],
+                    listing.labels, [(s.st_size, s.st_mtime_ns) for s in stats])
+
+    def build_from_files():
+        images, kept = decode_all(list(listing.files), resolution, f"decoding {spec.name} {split} at {resolution}px")
+        if not kept:
+            raise DataError(f"{spec.name}: none of the {len(listing.files)} images of the {split} split could be read")
+        return images, [listing.labels[i] for i in kept], listing.classes, len(listing.files) - len(kept)
+
+    data = cached(spec.slug, split, resolution, key, build_from_files)
+    if data.skipped:
+        log.warning("%s %s: %d unreadable image(s) skipped", spec.name, split, data.skipped)
+    return data
+
+
+def stratified_subset(labels: np.ndarray | list[int], count: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of ``count`` items with the classes in their original proportions (all if None)."""
+    labels = np.asarray(labels)
+    if count is None or count >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    # Round-robin over classes in a shuffled order: an even spread, the same for every trial.
+    rank = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        rank[members] = np.arange(len(members))
+    chosen = order[np.argsort(rank[order], kind="stable")][:count]
+    return np.sort(chosen)

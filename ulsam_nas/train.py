@@ -1,0 +1,291 @@
+"""Proxy training of one genome: ``train(genome, data, fidelity, seed, report=callback)``.
+
+Also the command line for training one architecture, e.g. the one the search picked, at any
+fidelity:
+
+    python -m ulsam_nas.train --space mv2 --genome "(16, 17)" --g 4 --dataset cub200:/data/CUB_200_2011 \\
+        --fidelity proxy [--epochs N] [--save weights.safetensors]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import DataError, DataSpec, load_images, stratified_subset
+from .data.loader import BatchLoader
+from .fidelity import NAMES as FIDELITY_NAMES
+from .fidelity import Fidelity, get_fidelity
+from .genome import Genome
+from .model import PlacedNet, build_model
+
+log = logging.getLogger(__name__)
+Report = Callable[[int, dict], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    top1: float  # % on the test split after the last epoch
+    top5: float
+    epochs: int
+    seconds: float
+    images_per_second: float  # training images per second of training steps
+    data_wait_share: float  # share of training-step time spent waiting for batches
+    model: PlacedNet | None = field(default=None, repr=False)
+
+    def metrics(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "model"}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_proxy(genome: Genome, fidelity: Fidelity, num_classes: int) -> PlacedNet:
+    """The network a trial trains: the genome at the fidelity's width, channel rounding and
+    resolution (see ``ulsam_nas.fidelity``), residual blocks starting as the identity."""
+    model = build_model(
+        genome, num_classes=num_classes, width_mult=genome.width_mult * fidelity.width_mult,
+        channel_multiple=fidelity.channel_multiple if fidelity.width_mult != 1.0 else None,
+        input_size=fidelity.resolution,
+    )
+    for module in model.modules():
+        if hasattr(module, "start_as_identity"):
+            module.start_as_identity()
+    return model
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: BatchLoader) -> None:
+    """Replace every BatchNorm's running statistics by their plain average over ``loader``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    for images, _ in loader:
+        model(images)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, fidelity: Fidelity, steps_per_epoch: int):
+    """(scheduler, steps it per batch?)"""
+    if fidelity.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=fidelity.lr, epochs=fidelity.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
+        ), True
+    if fidelity.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, fidelity.step_epochs, fidelity.gamma), False
+    return torch.optim.lr_scheduler.ExponentialLR(optimizer, fidelity.gamma), False
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader, autocast: contextlib.AbstractContextManager) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy in %."""
+    model.eval()
+    hits1 = hits5 = total = 0
+    for images, labels in loader:
+        with autocast:
+            logits = model(images)
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits1 += (top[:, 0] == labels).sum()
+        hits5 += (top == labels[:, None]).any(dim=1).sum()
+        total += len(labels)
+    return float(hits1) * 100 / total, float(hits5) * 100 / total
+
+
+def train(
+    genome: Genome, data: DataSpec | str = "synthetic", fidelity: Fidelity | str = "smoke", seed: int = 0,
+    report: Report | None = None, device: torch.device | str | None = None, progress: bool = False,
+) -> TrainResult:
+    """Train ``genome`` from scratch on ``data`` at ``fidelity`` and evaluate after every epoch.
+
+    ``report(epoch, metrics)`` is called after each epoch with top1, top5, loss, epoch,
+    seconds and images_per_second (Ray Tune's schedulers stop trials from it). Deterministic
+    for a seed on the CPU. On CUDA: bf16 autocast and channels-last. Raises
+    NonFiniteLossError if the loss becomes NaN or infinite, DataError for unusable data.
+    """
+    fidelity = get_fidelity(fidelity, genome.backbone) if isinstance(fidelity, str) else fidelity
+    data = DataSpec.parse(data) if isinstance(data, str) else data
+    device = torch.device(device) if device is not None else default_device()
+    cuda = device.type == "cuda"
+    train_set = load_images(data, "train", fidelity.resolution)
+    test_set = load_images(data, "test", fidelity.resolution)
+    if test_set.classes != train_set.classes:
+        raise DataError(f"{data.name}: the train and test splits list different classes")
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_proxy(genome, fidelity, len(train_set.classes)).to(device)
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    train_loader = BatchLoader(
+        train_set, torch.from_numpy(stratified_subset(train_set.labels.numpy(), fidelity.train_subset)),
+        fidelity.batch_size, device, train=True, generator=generator, memory_format=memory_format,
+        crop_scale=fidelity.crop_scale,
+    )
+    test_loader = BatchLoader(
+        test_set, torch.from_numpy(stratified_subset(test_set.labels.numpy(), fidelity.test_subset)),
+        max(fidelity.batch_size, 256), device, train=False, memory_format=memory_format,
+    )
+    recalibration_loader = BatchLoader(
+        train_set, torch.from_numpy(stratified_subset(train_set.labels.numpy(), fidelity.recalibration_images)),
+        256, device, train=False, memory_format=memory_format,
+    ) if fidelity.recalibration_images else None
+    optimizer = torch.optim.SGD(model.parameters(), lr=fidelity.lr, momentum=fidelity.momentum,
+                                nesterov=fidelity.nesterov, weight_decay=fidelity.weight_decay)
+    scheduler, per_step = _scheduler(optimizer, fidelity, len(train_loader))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    loss_fn = nn.CrossEntropyLoss()
+
+    started = time.perf_counter()
+    step_seconds = wait_seconds = 0.0
+    images_seen = 0
+    top1 = top5 = 0.0
+    for epoch in range(1, fidelity.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        batches = iter(train_loader)
+        bar = _progress(len(train_loader), f"epoch {epoch}/{fidelity.epochs}", progress)
+        while True:
+            tick = time.perf_counter()
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                break
+            fetched = time.perf_counter()
+            with autocast:
+                loss = loss_fn(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if per_step:
+                scheduler.step()
+            loss_sum += loss.detach()  # summed on the device: no sync per step; checked per epoch
+            wait_seconds += fetched - tick
+            step_seconds += time.perf_counter() - tick
+            images_seen += len(labels)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if not per_step:
+            scheduler.step()
+        mean_loss = float(loss_sum) / max(1, len(train_loader))
+        if not torch.isfinite(torch.tensor(mean_loss)):
+            raise NonFiniteLossError(f"training loss became {mean_loss} in epoch {epoch} of {genome}")
+        if recalibration_loader is not None:
+            with autocast:
+                recalibrate_batchnorm(model, recalibration_loader)
+        top1, top5 = evaluate(model, test_loader, autocast)
+        elapsed = time.perf_counter() - started
+        metrics = {"epoch": epoch, "top1": top1, "top5": top5, "loss": mean_loss, "seconds": elapsed,
+                   "images_per_second": images_seen / max(step_seconds, 1e-9)}
+        if progress:
+            print(f"epoch {epoch}/{fidelity.epochs}: loss {mean_loss:.3f}, top-1 {top1:.2f}%, top-5 {top5:.2f}%",
+                  file=sys.stderr)
+        if report is not None:
+            report(epoch, metrics)
+    return TrainResult(
+        top1=top1, top5=top5, epochs=fidelity.epochs, seconds=time.perf_counter() - started,
+        images_per_second=images_seen / max(step_seconds, 1e-9),
+        data_wait_share=wait_seconds / max(step_seconds, 1e-9), model=model,
+    )
+
+
+def _progress(total: int, description: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch", leave=False, file=sys.stderr)
+
+
+def save_weights(model: PlacedNet, path: Path, metadata: dict[str, str]) -> None:
+    """Weights as safetensors (``.safetensors``) or a weights-only torch file (anything else),
+    with the build arguments in the metadata so the network can be rebuilt."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path), metadata=metadata)
+    else:
+        torch.save({"state_dict": state, "metadata": metadata}, path)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import ArgumentParser, fail, genome_from_cli
+    from .spaces import load_space
+
+    parser = ArgumentParser(prog="python -m ulsam_nas.train",
+                            description="Train one ULSAM placement from scratch and report top-1 / top-5.")
+    parser.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
+    parser.add_argument("--genome", default="vanilla",
+                        help="placement in the paper's notation, e.g. '(16, 17)', or a canonical genome string")
+    parser.add_argument("--g", type=int, default=None, help="group count for placements without their own gN")
+    parser.add_argument("--width", type=float, default=None, help="width multiplier (default: the space's first)")
+    parser.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic, food101, cub200, dogs, folder")
+    parser.add_argument("--fidelity", choices=FIDELITY_NAMES, default=None,
+                        help="smoke, proxy or full (default: proxy with a GPU, smoke without)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the fidelity's number of epochs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="write the trained weights: .safetensors, or a weights-only torch file (.pt)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        space = load_space(args.space)
+        genome = genome_from_cli(args.genome, args.g, args.width, space)
+        fidelity_name = args.fidelity or ("proxy" if torch.cuda.is_available() else "smoke")
+        fidelity = get_fidelity(fidelity_name, genome.backbone, args.epochs)
+        data = DataSpec.parse(args.dataset)
+        device = torch.device(args.device) if args.device else default_device()
+        if device.type == "cuda" and not torch.cuda.is_available():
+            fail("--device cuda: no CUDA GPU is available here")
+        print(f"training {genome} on {data} at fidelity {fidelity.name} "
+              f"({fidelity.resolution}px, width x{fidelity.width_mult}, {fidelity.epochs} epochs) on {device}",
+              file=sys.stderr)
+        result = train(genome, data, fidelity, seed=args.seed, device=device, progress=True)
+    except ValueError as error:  # bad genome, space, data set or fidelity (DataError, SpaceError)
+        fail(str(error))
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.save is not None:
+        metadata = {"genome": str(genome), "num_classes": str(result.model.head[-1].out_features),
+                    "fidelity": json.dumps(asdict(fidelity)), "dataset": str(data), "seed": str(args.seed),
+                    "top1": f"{result.top1:.4f}", "top5": f"{result.top5:.4f}"}
+        save_weights(result.model, args.save, metadata)
+    if args.json:
+        print(json.dumps({"genome": str(genome), **result.metrics()}))
+    else:
+        print(f"{genome}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  "
+              f"({result.epochs} epochs, {result.seconds:.1f} s, {result.images_per_second:.0f} images/s)")
+        if args.save is not None:
+            print(f"weights written to {args.save}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
