@@ -24,3 +24,18 @@ def spaces() -> dict[str, SearchSpace]:
 
 
 __all__ = ["INSERT", "random_genome"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Every test (and every command it runs) uses a fresh decoded-image cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("ULSAM_NAS_CACHE")
+    os.environ["ULSAM_NAS_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("ULSAM_NAS_CACHE", None)
+    else:
+        os.environ["ULSAM_NAS_CACHE"] = previous

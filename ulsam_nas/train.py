@@ -86,6 +86,8 @@ def recalibrate_batchnorm(model: nn.Module, loader: BatchLoader) -> None:
 def _scheduler(optimizer: torch.optim.Optimizer, fidelity: Fidelity, steps_per_epoch: int):
     """(scheduler, steps it per batch?)"""
     if fidelity.schedule == "onecycle":
+        if fidelity.epochs * steps_per_epoch < 8:  # too few steps for warm-up and decay phases
+            return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0), True
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=fidelity.lr, epochs=fidelity.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
         ), True

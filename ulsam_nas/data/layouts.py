@@ -118,6 +118,7 @@ def read_dogs(root: Path, split: str) -> ImageList:
     """Stanford Dogs: ``Images/<wnid>-<name>/*.jpg`` and ``lists/{train,test}_list.mat`` holding
     ``file_list`` (paths under Images/) and ``labels`` (1-based class ids)."""
     from scipy.io import loadmat  # scipy is only needed for this layout
+    from scipy.io.matlab import MatReadError
 
     root = _check_root("dogs", root)
     listing = root / "lists" / f"{split}_list.mat"
@@ -127,7 +128,7 @@ def read_dogs(root: Path, split: str) -> ImageList:
         mat = loadmat(str(listing))
         relative = [str(entry[0][0]) if entry[0].size else "" for entry in mat["file_list"]]
         numbers = [int(x) for x in mat["labels"].ravel()]
-    except (KeyError, IndexError, ValueError, TypeError, OSError) as error:
+    except (KeyError, IndexError, ValueError, TypeError, OSError, MatReadError) as error:
         raise DataError(f"dogs: {listing} is not a Stanford Dogs list (needs file_list and labels): {error}") from None
     if len(relative) != len(numbers):
         raise DataError(f"dogs: {listing}: {len(relative)} files but {len(numbers)} labels")

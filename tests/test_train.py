@@ -1,0 +1,141 @@
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ulsam_nas import Genome, count_cost
+from ulsam_nas.backbones import get_backbone
+from ulsam_nas.backbones.base import final_map_size
+from ulsam_nas.data import synthetic
+from ulsam_nas.fidelity import SMOKE, get_fidelity
+from ulsam_nas.train import NonFiniteLossError, build_proxy, train
+
+
+@pytest.fixture(scope="module")
+def vanilla_runs():
+    """Vanilla MV2 and a paper configuration at the smoke fidelity from the same seed, plus a
+    repeat of the vanilla run (for determinism). The slowest fixture of the suite: ~20 s."""
+    reports = {}
+
+    def run(key, notation):
+        reports[key] = []
+        result = train(Genome.parse("mv2", notation, g=4), "synthetic", "smoke", seed=0,
+                       report=lambda epoch, metrics: reports[key].append((epoch, metrics)))
+        return result
+
+    results = {"vanilla": run("vanilla", "vanilla"), "again": run("again", "vanilla"),
+               "paper": run("paper", "(16, 17)")}
+    return results, reports
+
+
+def test_smoke_vanilla_mv2_learns_well_above_chance_but_not_everything(vanilla_runs):
+    results, _ = vanilla_runs
+    chance = 100 / synthetic.NUM_CLASSES
+    assert 3 * chance <= results["vanilla"].top1 <= 90
+    assert results["vanilla"].top5 > results["vanilla"].top1
+    assert results["paper"].top1 > 2 * chance  # a paper configuration trains from the same seed
+    assert results["vanilla"].seconds < 60 and results["vanilla"].images_per_second > 0
+    assert results["vanilla"].data_wait_share < 0.2
+
+
+def test_training_is_deterministic_for_a_seed_on_cpu(vanilla_runs):
+    results, reports = vanilla_runs
+    assert results["vanilla"].top1 == results["again"].top1
+    assert [m["loss"] for _, m in reports["vanilla"]] == [m["loss"] for _, m in reports["again"]]
+
+
+def test_report_is_called_after_every_epoch(vanilla_runs):
+    _, reports = vanilla_runs
+    assert [epoch for epoch, _ in reports["vanilla"]] == list(range(1, SMOKE.epochs + 1))
+    assert {"epoch", "top1", "top5", "loss", "seconds", "images_per_second"} <= set(reports["vanilla"][0][1])
+
+
+def test_a_nan_loss_raises_its_own_error():
+    exploding = replace(SMOKE, lr=1e12, epochs=1, train_subset=256, test_subset=64, recalibration_images=0)
+    with pytest.raises(NonFiniteLossError, match="loss became"):
+        train(Genome("mv2"), "synthetic", exploding, seed=0)
+
+
+@pytest.mark.parametrize("backbone", ["mv1", "mv2"])
+@pytest.mark.parametrize("resolution", [32, 64, 224])
+def test_proxy_keeps_the_last_map_at_least_4x4_and_leaves_224_alone(backbone, resolution):
+    specs = get_backbone(backbone).specs(1.0, None, resolution)
+    assert final_map_size(specs, resolution) >= 4
+    if resolution == 224:
+        assert specs == get_backbone(backbone).specs(1.0)
+    strides = [s.number for s, base in zip(specs, get_backbone(backbone).specs(1.0)) if s.stride != base.stride]
+    assert strides == sorted(strides) and (not strides or strides[-1] == max(
+        s.number for s in get_backbone(backbone).specs(1.0) if s.stride > 1))  # the last strides go first
+
+
+def test_smoke_proxy_accepts_every_group_count_and_is_costed_exactly(spaces):
+    genome = Genome.parse("mv2", "(2:1g16, 4g8, 16g16, 17:1g16)")  # layer 2 has 16 channels, 8 at width x0.5 unrounded
+    model = build_proxy(genome, SMOKE, num_classes=10).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    cost = count_cost(genome, num_classes=10, width_mult=0.5, resolution=32, channel_multiple=16, proxy=True)
+    assert cost.macs == counter.get_total_flops() // 2
+    model_params = sum(p.numel() for p in model.parameters())
+    assert cost.params == model_params
+    assert count_cost(genome).macs == count_cost(Genome.parse("mv2", "(2:1g16, 4g8, 16g16, 17:1g16)")).macs
+
+
+def test_full_fidelity_is_the_papers_recipe():
+    mv1, mv2 = get_fidelity("full", "mv1"), get_fidelity("full", "mv2")
+    assert (mv1.lr, mv1.momentum, mv1.batch_size, mv1.schedule, mv1.step_epochs, mv1.gamma, mv1.resolution) == (
+        0.1, 0.9, 128, "step", 30, 0.1, 224)
+    assert (mv2.lr, mv2.momentum, mv2.weight_decay, mv2.batch_size, mv2.schedule, mv2.gamma) == (
+        0.045, 0.9, 4e-5, 98, "exponential", 0.98)
+    assert get_fidelity("smoke", "mv2", epochs=5).epochs == 5
+    with pytest.raises(ValueError, match="unknown fidelity"):
+        get_fidelity("medium", "mv2")
+
+
+def test_train_cli_trains_prints_and_saves(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    result = subprocess.run(
+        [sys.executable, "-m", "ulsam_nas.train", "--space", "mv2", "--genome", "(16, 17)", "--g", "4",
+         "--dataset", "synthetic", "--fidelity", "smoke", "--epochs", "1", "--save", str(weights), "--json"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["genome"] == "mv2_w1.0(16g4,17g4)" and printed["epochs"] == 1 and 0 <= printed["top1"] <= 100
+    assert "epoch 1/1" in result.stderr  # progress
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        metadata = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    assert metadata["genome"] == "mv2_w1.0(16g4,17g4)" and metadata["num_classes"] == "10"
+    model = build_proxy(Genome.from_string(metadata["genome"]), SMOKE, 10)
+    model.load_state_dict(state)
+
+
+def test_train_cli_saves_a_weights_only_torch_file(tmp_path):
+    weights = tmp_path / "w.pt"
+    result = subprocess.run(
+        [sys.executable, "-m", "ulsam_nas.train", "--space", "mv1", "--fidelity", "smoke", "--epochs", "1",
+         "--save", str(weights)], capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "top-1" in result.stdout and "weights written to" in result.stdout
+    saved = torch.load(weights, weights_only=True)
+    assert saved["metadata"]["genome"] == "mv1_w1.0()"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--genome", "(15)", "--g", "4"], "mv2 layer 15: cannot be substituted"),
+    (["--dataset", "cub200"], "data set cub200 needs its folder"),
+    (["--fidelity", "huge"], "invalid choice: 'huge'"),
+    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--device", "cuda"], "no CUDA GPU is available"),
+])
+def test_train_cli_bad_input(args, message):
+    result = subprocess.run([sys.executable, "-m", "ulsam_nas.train", *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
