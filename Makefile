@@ -21,6 +21,7 @@ demo: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/ulsam_speed.py
+	$(PY) benchmarks/data_pipeline.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
