@@ -23,7 +23,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .backbones import get_backbone
-from .genome import INSERT, SUBSTITUTE, Genome
+from .genome import INSERT, SUBSTITUTE, Genome, Placement
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 ACTIONS = ("keep", INSERT, SUBSTITUTE)
@@ -116,6 +116,43 @@ class SearchSpace:
             p.action in self.choice(p.layer).actions and p.groups in self.choice(p.layer).groups
             for p in genome.placements
         )
+
+    # -- the space as Optuna parameters: "width" (when there is a choice) and, per layer L with
+    # a choice, "L<L>" (keep / insert / substitute) and "g<L>" (its group count). Every
+    # parameter is sampled in every trial, a fixed search space that NSGA-II crossover, TPE
+    # and GP handle alike; g of a kept layer is ignored (and the genome, the duplicate key, the
+    # same).
+
+    def _searched_layers(self) -> list[int]:
+        return [layer for layer, choice in sorted(self.layers.items()) if set(choice.actions) != {"keep"}]
+
+    def suggest(self, trial: Any) -> Genome:
+        """The genome an Optuna trial (define-by-run) picks from this space."""
+        width = self.width_mults[0]
+        if len(self.width_mults) > 1:
+            width = trial.suggest_categorical("width", list(self.width_mults))
+        placements = []
+        for layer in self._searched_layers():
+            choice = self.choice(layer)
+            action = trial.suggest_categorical(f"L{layer}", list(choice.actions))
+            groups = trial.suggest_categorical(f"g{layer}", list(choice.groups))
+            if action != "keep":
+                placements.append(Placement(layer, action, groups))
+        return Genome(self.backbone, tuple(placements), width)
+
+    def params(self, genome: Genome) -> dict[str, Any]:
+        """The Optuna parameters that make ``suggest`` return ``genome`` (for enqueue_trial)."""
+        if not self.contains(genome):
+            raise ValueError(f"{genome} is not in space {self.name}")
+        params: dict[str, Any] = {"width": genome.width_mult} if len(self.width_mults) > 1 else {}
+        for layer in self._searched_layers():
+            placement = genome.placement(layer)
+            params[f"L{layer}"] = "keep" if placement is None else placement.action
+            params[f"g{layer}"] = self.choice(layer).groups[0] if placement is None else placement.groups
+        return params
+
+    def paper_labels(self) -> dict[Genome, str]:
+        return {genome: label for genome, label in self.paper_genomes()}
 
     def paper_genomes(self) -> list[tuple[Genome, str]]:
         """Every paper configuration as (genome, label), one per reported group count."""

@@ -1,0 +1,189 @@
+"""python -m ulsam_nas.search: map the accuracy vs MACs/params front of ULSAM placements.
+
+    python -m ulsam_nas.search --space mv2 --budget 200 [--dataset cub200:/data/CUB_200_2011]
+
+Ray Tune runs the proxy trainings (GPUs when there are any, an existing cluster with
+--address), Optuna chooses the genomes, and the study lives in an SQLAlchemy storage (an SQLite
+file in the study folder by default) that optuna-dashboard reads live. Running the same command
+again resumes: the study keeps every finished trial and ends with --budget of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .cli import ArgumentParser, fail
+
+SAMPLERS = ("nsga2", "tpe", "random", "gp")
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m ulsam_nas.search", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
+    p.add_argument("--budget", type=int, default=200, help="finished trials the study holds at the end (default 200)")
+    p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic (default), food101, cub200, dogs, folder")
+    p.add_argument("--fidelity", choices=("smoke", "proxy", "full"), default=None,
+                   help="training per trial (default: proxy with a GPU, smoke without)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default 0)")
+    p.add_argument("--study", type=Path, default=None, help="study folder (default studies/<space>-<dataset>)")
+    p.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL of the study storage (default sqlite:///<study folder>/study.db)")
+    p.add_argument("--study-name", default=None, help="study name in the storage (default <space>-<dataset>)")
+    p.add_argument("--address", default=None, help="address of an existing Ray cluster (default: start a local one)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial reserves (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs each trial reserves, fractions allowed (default 1 if there are GPUs, else 0)")
+    p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: as many as resources allow)")
+    p.add_argument("--max-macs", type=float, default=None, help="only architectures with at most this many MACs")
+    p.add_argument("--max-params", type=float, default=None, help="only architectures with at most this many params")
+    p.add_argument("--no-paper-seeds", action="store_true", help="do not train the paper's configurations first")
+    p.add_argument("--early-stop", action="store_true", help="stop weak trials early (ASHA on top-1 per epoch)")
+    return p
+
+
+def _check_storage(url: str, default_dir: Path | None) -> None:
+    """Fail (exit 2) unless the storage URL can be opened; writes nothing."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as error:
+        fail(f"--storage {url!r} is not an SQLAlchemy URL: {error}")
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database in (None, "", ":memory:"):
+            fail(f"--storage {url!r}: an in-memory SQLite study would be lost; give a file")
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir() and folder != (default_dir and default_dir.resolve()):
+            fail(f"cannot open storage {url}: folder {folder} does not exist")
+        return
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - drivers raise many kinds; all mean "cannot open"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        fail(f"cannot open storage {url}: {first_line}")
+
+
+def _start_ray(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = address or os.environ.get("RAY_ADDRESS", "")
+        fail(f"no Ray cluster at {where!r}: {str(error).strip().splitlines()[0]}" if where
+             else f"cannot start a local Ray instance: {error}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import optuna
+
+    from .data import DataSpec, load_images
+    from .data.layouts import READERS
+    from .fidelity import get_fidelity
+    from .spaces import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        space = load_space(args.space)
+        if args.budget < 1:
+            fail(f"--budget must be at least 1, got {args.budget}")
+        data = DataSpec.parse(args.dataset)
+        if data.name in READERS:
+            for split in ("train", "test"):
+                READERS[data.name](data.root, split)  # the layout, before anything starts
+        for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial),
+                            ("--concurrency", args.concurrency), ("--max-macs", args.max_macs),
+                            ("--max-params", args.max_params)):
+            if value is not None and value < (0 if flag == "--gpus-per-trial" else 1e-9):
+                fail(f"{flag} must be positive, got {value}")
+    except ValueError as error:
+        fail(str(error))
+
+    name = f"{space.name}-{data.slug}"
+    study_dir = args.study or Path("studies") / name
+    storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    _check_storage(storage_url, study_dir if args.storage is None else None)
+
+    import ray
+
+    _start_ray(args.address)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    cluster_cpus = ray.cluster_resources().get("CPU", 1)
+    if args.gpus_per_trial and not cluster_gpus:
+        fail(f"--gpus-per-trial {args.gpus_per_trial}: there is no GPU in this Ray cluster")
+    gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if cluster_gpus else 0.0)
+    if args.cpus_per_trial > cluster_cpus:
+        fail(f"--cpus-per-trial {args.cpus_per_trial}: the Ray cluster has {cluster_cpus:g} CPUs")
+    limits = [cluster_cpus // args.cpus_per_trial] + ([cluster_gpus // gpus_per_trial] if gpus_per_trial else [])
+    concurrency = args.concurrency or max(1, int(min(limits)))
+
+    from .tune import SearchConfig, StudyMismatch, run_search
+
+    try:
+        fidelity = get_fidelity(args.fidelity or ("proxy" if cluster_gpus else "smoke"), space.backbone)
+        print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
+        num_classes = len(load_images(data, "train", fidelity.resolution).classes)
+        load_images(data, "test", fidelity.resolution)
+    except ValueError as error:
+        fail(str(error))
+    config = SearchConfig(
+        space=space, data=data, num_classes=num_classes, fidelity=fidelity, budget=args.budget,
+        storage_url=storage_url, study_name=args.study_name or name, study_dir=study_dir, sampler=args.sampler,
+        seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, concurrency=concurrency,
+        max_macs=args.max_macs, max_params=args.max_params, early_stop=args.early_stop,
+        paper_seeds=not args.no_paper_seeds,
+    )
+    print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget}, sampler "
+          f"{args.sampler}, {concurrency} trial(s) at once ({args.cpus_per_trial:g} CPU, {gpus_per_trial:g} GPU each)",
+          file=sys.stderr)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        study = run_search(config)
+    except StudyMismatch as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue", file=sys.stderr)
+        return 130
+    print_result(study, space, storage_url)
+    return 0
+
+
+def print_result(study, space, storage_url: str) -> None:
+    import pandas as pd
+
+    from .front import front_table, paper_status
+
+    table = front_table(study)
+    print(f"\nPareto front of {study.study_name!r} ({len(table)} architectures; top-1 %, MACs and params at 224 px):")
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}") if len(table) else "(no complete trial yet)")
+    labels = [label for genome, label in space.paper_genomes() if space.contains(genome)]
+    statuses = [s for s in paper_status(study, labels) if s.trial is not None]
+    if statuses:
+        print("\nThe paper's configurations:")
+        for status in statuses:
+            print(f"  {status.describe()}")
+    shown = storage_url
+    if storage_url.startswith("sqlite:///"):
+        path = Path(storage_url.removeprefix("sqlite:///"))
+        try:
+            shown = f"sqlite:///{path.relative_to(Path.cwd())}"
+        except ValueError:
+            pass
+    print(f"\nOpen the dashboard on this study:\n  optuna-dashboard {shown}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
