@@ -71,10 +71,26 @@ def _check_storage(url: str, default_dir: Path | None) -> None:
         fail(f"cannot open storage {url}: {first_line}")
 
 
+def _probe(address: str) -> None:
+    """Fail at once when nothing listens at host:port (ray.init would retry for minutes)."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms: Ray itself answers quickly
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        fail(f"no Ray cluster at {address!r}: {error.strerror or error}")
+
+
 def _start_ray(address: str | None) -> None:
     import ray
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _probe(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  configure_logging=True)

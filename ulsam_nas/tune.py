@@ -47,6 +47,7 @@ from .spaces import SearchSpace
 
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER = 120.0
+INTERRUPTED = "interrupted"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 Trainer = Callable[..., Any]  # the signature of ulsam_nas.train.train
 
@@ -126,7 +127,10 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, sampler: optuna.
 
 
 def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    """Finished trials that count toward the budget: COMPLETE, PRUNED and FAIL, except trials
+    closed as "interrupted" (their genomes run again as new trials)."""
+    return sum(t.user_attrs.get("failure") != INTERRUPTED
+               for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
 def close_interrupted(study: optuna.Study) -> list[int]:
@@ -138,24 +142,21 @@ def close_interrupted(study: optuna.Study) -> list[int]:
             continue
         # Optuna has no public way to set a user attribute on a trial that another process asked
         # for; its storage does it. Pinned by tests/test_search.py (the kill -9 resume test).
-        study._storage.set_trial_user_attr(trial._trial_id, "failure", "interrupted")
+        study._storage.set_trial_user_attr(trial._trial_id, "failure", INTERRUPTED)
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
         closed.append(trial.number)
     return closed
 
 
-def enqueue_paper_configurations(study: optuna.Study, space: SearchSpace) -> int:
-    """Enqueue every paper configuration the space can express, once per study."""
-    if study.user_attrs.get("paper_seeds_enqueued"):
-        return 0
-    count = 0
-    for genome, label in space.paper_genomes():
-        if space.contains(genome):
-            study.enqueue_trial(space.params(genome), user_attrs={"paper_label": label})
-            count += 1
-    study.set_user_attr("paper_seeds_enqueued", True)
-    return count
+def pending_paper_configurations(study: optuna.Study, space: SearchSpace) -> list[tuple[Genome, str]]:
+    """The paper configurations the space can express that no trial of the study holds yet.
+    The searcher enqueues them one at a time ahead of sampling, after any re-runs of
+    interrupted trials; a configuration already tried is never enqueued again."""
+    present = {t.user_attrs.get("paper_label") for t in study.get_trials(deepcopy=False)}
+    present |= {t.user_attrs.get("genome") for t in study.get_trials(deepcopy=False)}
+    return [(g, label) for g, label in space.paper_genomes()
+            if space.contains(g) and label not in present and str(g) not in present]
 
 
 # -- the Ray Tune side -------------------------------------------------------------------------
@@ -225,8 +226,10 @@ class StudySearcher(Searcher):
     """Ray Tune's Searcher interface over Optuna's ask/tell; see the module docstring."""
 
     def __init__(self, study: optuna.Study, space: SearchSpace, budget: int, num_classes: int,
-                 trial_attrs: dict[str, Any], max_macs: float | None = None, max_params: float | None = None) -> None:
+                 trial_attrs: dict[str, Any], max_macs: float | None = None, max_params: float | None = None,
+                 seeds: list[tuple[Genome, str]] | None = None) -> None:
         super().__init__(metric=None, mode=None)
+        self.seeds = list(seeds or [])
         self.study, self.space, self.budget, self.num_classes = study, space, budget, num_classes
         self.trial_attrs, self.max_macs, self.max_params = trial_attrs, max_macs, max_params
         self.driver = driver_identity()
@@ -258,6 +261,9 @@ class StudySearcher(Searcher):
         for _ in range(100):  # asks answered from the study itself don't need a Tune trial
             if self.tally.finished + self.in_flight >= self.budget:
                 return Searcher.FINISHED if not self.in_flight else None
+            if self.seeds and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                genome, label = self.seeds.pop(0)
+                self.study.enqueue_trial(self.space.params(genome), user_attrs={"paper_label": label})
             trial = self.study.ask()
             genome = self.space.suggest(trial)
             key = str(genome)
@@ -358,11 +364,11 @@ class StudySearcher(Searcher):
 class ProgressLine(tune.Callback):
     """One live status line instead of Ray's tables."""
 
-    def __init__(self, searcher: StudySearcher, budget: int, stream=sys.stderr) -> None:
-        self.searcher, self.budget, self.stream = searcher, budget, stream
+    def __init__(self, searcher: StudySearcher, budget: int) -> None:
+        self.searcher, self.budget = searcher, budget
         self.started = time.time()
         self.first_finished = searcher.tally.finished
-        self.interactive = stream.isatty()
+        self.interactive = sys.stderr.isatty()
         self.last_print, self.last_line = 0.0, ""
 
     def line(self) -> str:
@@ -380,16 +386,16 @@ class ProgressLine(tune.Callback):
         line = self.line()
         now = time.time()
         if self.interactive and now - self.last_print >= 1.0:
-            print(f"\r{line}\033[K", end="", file=self.stream, flush=True)
+            print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
             self.last_print = now
         elif not self.interactive and line != self.last_line and now - self.last_print >= 5.0:
-            print(line, file=self.stream, flush=True)
+            print(line, file=sys.stderr, flush=True)
             self.last_print = now
         self.last_line = line
 
     def on_experiment_end(self, trials: list, **info) -> None:
         print(("\r" if self.interactive else "") + self.line() + ("\033[K" if self.interactive else ""),
-              file=self.stream, flush=True)
+              file=sys.stderr, flush=True)
 
 
 # -- one search run ------------------------------------------------------------------------------
@@ -422,7 +428,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
-def run_search(config: SearchConfig, trainer: Trainer | None = None, stream=sys.stderr) -> optuna.Study:
+def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.Study:
     """Run (or resume) the search until the study holds ``config.budget`` finished trials.
     Ray must be initialised (``ray.init``) by the caller."""
     from ray.tune.schedulers import ASHAScheduler
@@ -441,21 +447,20 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None, stream=sys.
     closed = close_interrupted(study)
     if closed:
         print(f"closed {len(closed)} interrupted trial(s) ({', '.join(map(str, closed))}) as FAIL; "
-              f"their genomes run again", file=stream)
-    if config.paper_seeds:
-        seeded = enqueue_paper_configurations(study, config.space)
-        if seeded:
-            print(f"enqueued {seeded} paper configuration(s) to train first", file=stream)
+              f"their genomes run again", file=sys.stderr)
+    seeds = pending_paper_configurations(study, config.space) if config.paper_seeds else []
+    if seeds:
+        print(f"{len(seeds)} paper configuration(s) train first", file=sys.stderr)
     finished = finished_count(study)
     if finished >= config.budget:
         print(f"budget already met: study {config.study_name!r} holds {finished} finished trials "
-              f"(budget {config.budget})", file=stream)
+              f"(budget {config.budget})", file=sys.stderr)
         return study
 
     trial_attrs = {"fidelity": config.fidelity.name, "dataset": str(config.data)}
     searcher = StudySearcher(study, config.space, config.budget, config.num_classes, trial_attrs,
-                             config.max_macs, config.max_params)
-    progress = ProgressLine(searcher, config.budget, stream)
+                             config.max_macs, config.max_params, seeds)
+    progress = ProgressLine(searcher, config.budget)
     settings = TrialSettings(config.data, config.fidelity, config.seed)
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings, trainer=trainer), resources)
@@ -471,8 +476,8 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None, stream=sys.
     try:
         tuner.fit()
     finally:
-        held = searcher.close_all("interrupted")
+        held = searcher.close_all(INTERRUPTED)
         if held:
             print(f"\nstopped: {held} trial(s) still running were closed as FAIL 'interrupted' and enqueued "
-                  f"again; run the same command to continue", file=stream)
+                  f"again; run the same command to continue", file=sys.stderr)
     return study

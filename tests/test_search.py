@@ -1,0 +1,238 @@
+"""The search harness on a real local Ray and a real SQLite study.
+
+Most tests drive ``run_search`` in this process (one Ray instance for the module) with scripted
+trainers: the harness is what is under test, and a trainer that raises, returns NaN or runs
+slowly on purpose is how those cases arise on demand. The resume test runs the real command
+with real smoke training and kills it with SIGKILL.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+from ray import cloudpickle
+
+from ulsam_nas import Genome
+from ulsam_nas.data import DataSpec
+from ulsam_nas.fidelity import SMOKE
+from ulsam_nas.spaces import load_space
+from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, open_storage, run_search
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
+
+RAISES = "mv2_w1.0(16g4)"
+GIVES_NAN = "mv2_w1.0(17g4)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def fake_top1(genome: Genome, epoch: int) -> float:
+    return 30.0 + zlib.crc32(str(genome).encode()) % 40 + epoch
+
+
+def scripted_trainer(genome, data, fidelity, seed=0, report=None, device=None, seconds_per_epoch=0.02):
+    """Trains nothing: raises for RAISES, reports NaN for GIVES_NAN, else a fixed top-1 per genome."""
+    if str(genome) == RAISES:
+        raise RuntimeError("boom in the trainer")
+    for epoch in range(1, fidelity.epochs + 1):
+        time.sleep(seconds_per_epoch)
+        top1 = float("nan") if str(genome) == GIVES_NAN else fake_top1(genome, epoch)
+        report(epoch, {"epoch": epoch, "top1": top1, "top5": 99.0, "loss": 1.0, "seconds": 0.1,
+                       "images_per_second": 1000.0})
+
+
+def slow_trainer(genome, data, fidelity, seed=0, report=None, device=None):
+    scripted_trainer(genome, data, fidelity, seed, report, device, seconds_per_epoch=0.4)
+
+
+def config(tmp_path: Path, budget: int, **overrides) -> SearchConfig:
+    space = load_space("mv2")
+    settings = dict(space=space, data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE, budget=budget,
+                    storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="test", study_dir=tmp_path,
+                    concurrency=2, paper_seeds=False)
+    settings.update(overrides)
+    return SearchConfig(**settings)
+
+
+def enqueue(cfg: SearchConfig, *genomes: str) -> None:
+    study = optuna.create_study(storage=open_storage(cfg.storage_url), study_name=cfg.study_name,
+                                directions=["maximize", "minimize", "minimize"], load_if_exists=True)
+    for text in genomes:
+        study.enqueue_trial(cfg.space.params(Genome.from_string(text)))
+
+
+def trials_by_genome(study):
+    return {t.user_attrs["genome"]: t for t in study.trials if "genome" in t.user_attrs}
+
+
+def test_trial_states_tell_the_truth(tmp_path, capsys):
+    cfg = config(tmp_path, budget=5)
+    enqueue(cfg, RAISES, GIVES_NAN, "mv2_w1.0()", "mv2_w1.0(13g4)", "mv2_w1.0()")
+    study = run_search(cfg, trainer=scripted_trainer)
+
+    assert study.metric_names == ["top1", "macs", "params"]
+    assert [t.state for t in study.trials].count(TrialState.RUNNING) == 0
+    assert len([t for t in study.trials if t.state.is_finished()]) == 5
+    raised, nan = study.trials[0], study.trials[1]
+    assert raised.state == TrialState.FAIL and raised.user_attrs["failure"] == "RuntimeError: boom in the trainer"
+    assert nan.state == TrialState.FAIL and nan.user_attrs["failure"] == "top-1 is nan"
+    vanilla, substituted, duplicate = study.trials[2], study.trials[3], study.trials[4]
+    assert vanilla.state == TrialState.COMPLETE and vanilla.user_attrs["epochs"] == SMOKE.epochs
+    assert vanilla.values[0] == fake_top1(Genome("mv2"), SMOKE.epochs)
+    assert vanilla.values[1:] == [vanilla.user_attrs["macs"], vanilla.user_attrs["params"]]
+    assert vanilla.values[1] == 300_774_272 - 1280 * (1000 - 10)  # MACs at 224 px, the data set's 10 classes
+    assert substituted.state == TrialState.COMPLETE and substituted.values[1] < vanilla.values[1]
+    # The duplicate genome was not trained again: it carries the first one's result.
+    assert duplicate.state == TrialState.COMPLETE and duplicate.values == vanilla.values
+    assert duplicate.user_attrs["reused_from"] == vanilla.number
+    assert duplicate.user_attrs["genome"] == "mv2_w1.0()"
+    for trial in study.trials:
+        assert trial.user_attrs["fidelity"] == "smoke" and trial.user_attrs["dataset"] == "synthetic"
+    assert "5/5 trials done" in capsys.readouterr().err
+
+    # Same budget again: returns at once and says so; a larger budget continues the same study.
+    started = time.time()
+    run_search(cfg, trainer=scripted_trainer)
+    assert time.time() - started < 10
+    assert "budget already met" in capsys.readouterr().err
+    study = run_search(replace(cfg, budget=7, sampler="random"), trainer=scripted_trainer)
+    assert len([t for t in study.trials if t.state.is_finished()]) == 7
+    assert study.trials[2].values == vanilla.values  # nothing finished was lost
+
+    with pytest.raises(StudyMismatch, match="fidelity 'smoke', not 'proxy'"):
+        run_search(replace(cfg, fidelity=replace(SMOKE, name="proxy")), trainer=scripted_trainer)
+
+
+def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
+    cfg = config(tmp_path, budget=8, fidelity=replace(SMOKE, epochs=4), early_stop=True, sampler="random", seed=3)
+    study = run_search(cfg, trainer=slow_trainer)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.RUNNING) == 0 and len(states) == 8
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert pruned, "ASHA stopped no trial"
+    for trial in pruned:
+        assert trial.values is None and trial.user_attrs["epochs"] < 4
+        assert trial.user_attrs["top1_when_stopped"] is not None
+    for trial in complete:
+        assert trial.user_attrs["epochs"] == 4
+
+
+def test_constraints_reject_before_training(tmp_path):
+    cfg = config(tmp_path, budget=4, max_macs=290e6, sampler="random", seed=1)
+    enqueue(cfg, "mv2_w1.0()", "mv2_w1.0(16g4, 17g4)")
+    study = run_search(cfg, trainer=scripted_trainer)
+    vanilla, smaller = study.trials[0], study.trials[1]
+    assert vanilla.state == TrialState.PRUNED and "> --max-macs 290.00M" in vanilla.user_attrs["infeasible"]
+    assert "epochs" not in vanilla.user_attrs  # never trained
+    assert smaller.state == TrialState.COMPLETE
+    assert all(t.values[1] <= 290e6 for t in study.trials if t.state == TrialState.COMPLETE)
+
+
+def test_paper_configurations_train_first_and_once(tmp_path):
+    cfg = config(tmp_path, budget=3, paper_seeds=True)
+    study = run_search(cfg, trainer=scripted_trainer)
+    labels = [t.user_attrs.get("paper_label") for t in study.trials]
+    assert labels == ["MV2 vanilla", "MV2 17:1 g=1", "MV2 17:1 g=2"]
+    study = run_search(replace(cfg, budget=5), trainer=scripted_trainer)
+    labels = [t.user_attrs.get("paper_label") for t in study.trials]
+    assert labels == ["MV2 vanilla", "MV2 17:1 g=1", "MV2 17:1 g=2", "MV2 17:1 g=4", "MV2 17:1 g=8"]
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    return subprocess.run([sys.executable, "-m", "ulsam_nas.search", *args], capture_output=True, text=True,
+                          env=env, **kwargs)
+
+
+def test_killed_search_resumes_to_its_budget(tmp_path):
+    study_dir = tmp_path / "study"
+    command = [sys.executable, "-m", "ulsam_nas.search", "--space", "mv2", "--budget", "4", "--study", str(study_dir)]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    storage = f"sqlite:///{study_dir / 'study.db'}"
+    deadline = time.time() + 240
+    states = []
+    while time.time() < deadline:  # kill -9 once a trial has finished and others are running
+        time.sleep(1)
+        try:
+            study = optuna.load_study(study_name="mv2-synthetic", storage=storage)
+            states = [t.state for t in study.trials]
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+            break
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert TrialState.COMPLETE in states and TrialState.RUNNING in states, states
+    before = optuna.load_study(study_name="mv2-synthetic", storage=storage)
+    finished_before = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
+    running_before = [t.number for t in before.trials if t.state == TrialState.RUNNING]
+
+    result = run_cli("--space", "mv2", "--budget", "4", "--study", str(study_dir), timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert "interrupted trial(s)" in result.stderr and "optuna-dashboard sqlite:///" in result.stdout
+
+    after = optuna.load_study(study_name="mv2-synthetic", storage=storage)
+    assert not [t for t in after.trials if t.state == TrialState.RUNNING]
+    for number, values in finished_before.items():
+        assert after.trials[number].values == values  # no finished trial lost
+    for number in running_before:
+        assert after.trials[number].state == TrialState.FAIL
+        assert after.trials[number].user_attrs["failure"] == INTERRUPTED
+    reruns = {t.user_attrs.get("rerun_of") for t in after.trials}
+    assert set(running_before) <= reruns  # their genomes ran again
+    counted = [t for t in after.trials if t.state.is_finished() and t.user_attrs.get("failure") != INTERRUPTED]
+    assert len(counted) == 4
+
+
+def _bad_space(tmp_path: Path) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text("backbone = 'mv2'\nwidth_mults = [1.0]\n[layers]\n4 = { actions = ['insert'], groups = [16] }\n")
+    return str(path)
+
+
+BAD_INPUT = [
+    (["--space", "nope"], "unknown space 'nope'"),
+    (["--space", "{bad_space}"], "layers.4.groups: g=16 does not divide layer 4's 24 channels"),
+    (["--budget", "0"], "--budget must be at least 1, got 0"),
+    (["--dataset", "imagenet:/data"], "unknown data set 'imagenet'"),
+    (["--dataset", "cub200:{tmp}/missing"], "cub200: root {tmp}/missing does not exist"),
+    (["--storage", "sqlite:///{tmp}/no/such/dir/study.db"], "cannot open storage"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/db"], "cannot open storage postgresql://nobody@127.0.0.1:1/db"),
+    (["--storage", "not a url"], "is not an SQLAlchemy URL"),
+    (["--address", "127.0.0.1:1"], "no Ray cluster at '127.0.0.1:1'"),
+    (["--gpus-per-trial", "1"], "there is no GPU in this Ray cluster"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    replacements = {"{tmp}": str(tmp_path), "{bad_space}": _bad_space(tmp_path)}
+
+    def fill(text: str) -> str:
+        for key, value in replacements.items():
+            text = text.replace(key, value)
+        return text
+
+    study_dir = tmp_path / "study"
+    result = run_cli(*[fill(a) for a in args], "--study", str(study_dir), timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and fill(message) in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not study_dir.exists()
