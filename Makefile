@@ -17,11 +17,12 @@ test: $(INSTALLED)
 	$(PY) -m pytest -q
 
 demo: $(INSTALLED)
-	$(PY) -m ulsam_nas.cost --paper
+	$(PY) -m ulsam_nas.search --space mv2 --budget 200
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/ulsam_speed.py
 	$(PY) benchmarks/data_pipeline.py
+	$(PY) benchmarks/harness_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
