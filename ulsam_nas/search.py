@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = [cluster_cpus // args.cpus_per_trial] + ([cluster_gpus // gpus_per_trial] if gpus_per_trial else [])
     concurrency = args.concurrency or max(1, int(min(limits)))
 
+    from .studies import write_pointer
     from .tune import SearchConfig, StudyMismatch, run_search
 
     try:
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget}, sampler "
           f"{args.sampler}, {concurrency} trial(s) at once ({args.cpus_per_trial:g} CPU, {gpus_per_trial:g} GPU each)",
           file=sys.stderr)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    write_pointer(study_dir, storage_url, config.study_name, space.name)
     try:
         study = run_search(config)
     except StudyMismatch as error:
@@ -172,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 130
-    print_result(study, space, storage_url)
+    print_result(study, space, storage_url, study_dir)
     return 0
 
 
-def print_result(study, space, storage_url: str) -> None:
+def print_result(study, space, storage_url: str, study_dir: Path) -> None:
     import pandas as pd
 
     from .front import front_table, paper_status
@@ -198,7 +199,23 @@ def print_result(study, space, storage_url: str) -> None:
             shown = f"sqlite:///{path.relative_to(Path.cwd())}"
         except ValueError:
             pass
-    print(f"\nOpen the dashboard on this study:\n  optuna-dashboard {shown}")
+    from .report import write_report
+    from .studies import artifact_store
+
+    try:
+        summary = write_report(study, study_dir / "report")
+    except ValueError:
+        summary = None  # no complete trial yet: nothing to report
+    if summary is not None:
+        import optuna
+
+        print(f"\nhypervolume {summary.hypervolume:.4f} ({summary.reference.describe()})")
+        print(f"report: {summary.files[0]} (and trials.csv, pareto.csv beside it)")
+        store = artifact_store(study_dir)
+        for path in summary.files:
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+    print(f"\nOpen the dashboard on this study:\n  python -m ulsam_nas.dashboard --study {study_dir}"
+          f"\n  (or: optuna-dashboard {shown} --artifact-dir {study_dir / 'artifacts'})")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from .fidelity import Fidelity
 from .front import DIRECTIONS, OBJECTIVES, dominates
 from .genome import Genome
 from .spaces import SearchSpace
+from .studies import open_storage
 
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER = 120.0
@@ -420,12 +421,6 @@ class SearchConfig:
     max_params: float | None = None
     early_stop: bool = False
     paper_seeds: bool = True
-
-
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    # A generous SQLite timeout: the dashboard may read while the driver writes.
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.Study:

@@ -1,0 +1,46 @@
+"""python -m ulsam_nas.dashboard: optuna-dashboard on a study folder, with its artifacts.
+
+    python -m ulsam_nas.dashboard --study studies/mv2-synthetic [--port 8080] [--host 127.0.0.1]
+
+Serves the study's storage (whatever --storage the search used) and the study's artifact store
+(``<study>/artifacts``: reports and exported models), bound to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .cli import ArgumentParser, fail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m ulsam_nas.dashboard", description="optuna-dashboard on a study folder.")
+    parser.add_argument("--study", type=Path, required=True, help="study folder (as given to the search)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    args = parser.parse_args(argv)
+    import optuna
+    from optuna_dashboard import run_server
+
+    from .studies import StudyNotFound, artifact_store, load_study, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study, pointer = load_study(args.study)
+    except StudyNotFound as error:
+        fail(str(error))
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"optuna-dashboard for study {study.study_name!r} ({pointer['storage']}):\n"
+          f"  http://{host}:{args.port}/dashboard/   (Ctrl-C stops it)", flush=True)
+    try:
+        run_server(open_storage(pointer["storage"]), host=args.host, port=args.port, artifact_store=artifact_store(args.study))
+    except OSError as error:
+        fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
