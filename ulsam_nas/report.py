@@ -249,6 +249,9 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
         _figure(front_ids, trials, reference, 2, "top-1 vs params").to_html(full_html=False, include_plotlyjs=False),
         hv_figure.to_html(full_html=False, include_plotlyjs=False),
         "<h2>Pareto front</h2>", pareto.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+        "<h2>Picks</h2><p>What <code>python -m ulsam_nas.export --trial RULE</code> takes:</p><ul>"
+        + "".join(f"<li><code>{rule}</code>: trial {t.number} <code>{t.user_attrs.get('genome', '')}</code>, "
+                  f"top-1 {t.values[0]:.2f}%</li>" for rule, t in (("knee", chosen), ("max-top1", front[0]))) + "</ul>",
         "<h2>The paper's configurations</h2><ul>" + "".join(f"<li>{s.describe()}</li>" for s in statuses) + "</ul>",
     ]
     html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ULSAM search report</title>"
