@@ -1,10 +1,15 @@
 import random
+import socket
+from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
-from ulsam_nas import Genome
+from ulsam_nas import Genome, count_cost
 from ulsam_nas.genome import INSERT, Placement
 from ulsam_nas.spaces import SearchSpace, load_space
+from ulsam_nas.studies import write_pointer
 
 
 def random_genome(space: SearchSpace, rng: random.Random, width_mult: float | None = None) -> Genome:
@@ -39,3 +44,41 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("ULSAM_NAS_CACHE", None)
     else:
         os.environ["ULSAM_NAS_CACHE"] = previous
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def add(study, genome: str, top1: float | None, label: str = "", state=TrialState.COMPLETE, **attrs):
+    cost = count_cost(Genome.from_string(genome), num_classes=10)
+    user_attrs = {"genome": genome, "macs": cost.macs, "params": cost.params, "fidelity": "smoke", **attrs}
+    if label:
+        user_attrs["paper_label"] = label
+    values = [top1, float(cost.macs), float(cost.params)] if state == TrialState.COMPLETE else None
+    study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=user_attrs))
+
+
+@pytest.fixture
+def study_dir(tmp_path) -> Path:
+    """A study folder as the search writes it: pointer, SQLite storage, named objectives."""
+    folder = tmp_path / "mv2-synthetic"
+    url = f"sqlite:///{folder / 'study.db'}"
+    write_pointer(folder, url, "mv2-synthetic", "mv2")
+    study = optuna.create_study(storage=url, study_name="mv2-synthetic", directions=["maximize", "minimize", "minimize"])
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["top1", "macs", "params"])
+    for key, value in {"space": "mv2", "backbone": "mv2", "dataset": "synthetic", "fidelity": "smoke", "num_classes": 10}.items():
+        study.set_user_attr(key, value)
+    add(study, "mv2_w1.0()", 40.0, "MV2 vanilla")
+    add(study, "mv2_w1.0(16g4,17g4)", 42.0, "MV2 (16, 17) g=4")
+    add(study, "mv2_w1.0(13g4,14g4,16g4,17g4)", 35.0, "MV2 (13, 14, 16, 17) g=4")
+    add(study, "mv2_w1.0(17:1g4)", 41.0, "MV2 17:1 g=4")
+    add(study, "mv2_w1.0(9g8,13g8,16g8,17g8)", 33.0)
+    add(study, "mv2_w1.0(12:1g2)", None, state=TrialState.FAIL, failure="RuntimeError: boom")
+    add(study, "mv2_w1.0(11g2)", None, state=TrialState.PRUNED)
+    return folder
+
+

@@ -3,52 +3,21 @@
 import json
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from ulsam_nas import Genome, count_cost
 from ulsam_nas.report import hypervolume, pick, reference_for, write_report
 from ulsam_nas.studies import artifact_store, write_pointer
 
+from .conftest import free_port
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def add(study, genome: str, top1: float | None, label: str = "", state=TrialState.COMPLETE, **attrs):
-    cost = count_cost(Genome.from_string(genome), num_classes=10)
-    user_attrs = {"genome": genome, "macs": cost.macs, "params": cost.params, "fidelity": "smoke", **attrs}
-    if label:
-        user_attrs["paper_label"] = label
-    values = [top1, float(cost.macs), float(cost.params)] if state == TrialState.COMPLETE else None
-    study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=user_attrs))
-
-
-@pytest.fixture
-def study_dir(tmp_path) -> Path:
-    """A study folder as the search writes it: pointer, SQLite storage, named objectives."""
-    folder = tmp_path / "mv2-synthetic"
-    url = f"sqlite:///{folder / 'study.db'}"
-    write_pointer(folder, url, "mv2-synthetic", "mv2")
-    study = optuna.create_study(storage=url, study_name="mv2-synthetic", directions=["maximize", "minimize", "minimize"])
-    with pytest.warns(optuna.exceptions.ExperimentalWarning):
-        study.set_metric_names(["top1", "macs", "params"])
-    for key, value in {"space": "mv2", "backbone": "mv2", "dataset": "synthetic", "fidelity": "smoke", "num_classes": 10}.items():
-        study.set_user_attr(key, value)
-    add(study, "mv2_w1.0()", 40.0, "MV2 vanilla")
-    add(study, "mv2_w1.0(16g4,17g4)", 42.0, "MV2 (16, 17) g=4")
-    add(study, "mv2_w1.0(13g4,14g4,16g4,17g4)", 35.0, "MV2 (13, 14, 16, 17) g=4")
-    add(study, "mv2_w1.0(17:1g4)", 41.0, "MV2 17:1 g=4")
-    add(study, "mv2_w1.0(9g8,13g8,16g8,17g8)", 33.0)
-    add(study, "mv2_w1.0(12:1g2)", None, state=TrialState.FAIL, failure="RuntimeError: boom")
-    add(study, "mv2_w1.0(11g2)", None, state=TrialState.PRUNED)
-    return folder
 
 
 def test_hypervolume_of_hand_computed_cases():
@@ -136,16 +105,10 @@ def test_report_and_dashboard_bad_input(tmp_path, case, message):
         optuna.create_study(storage=url, study_name="x", directions=["maximize", "minimize", "minimize"])
     modules = ["ulsam_nas.report"] + (["ulsam_nas.dashboard"] if case != "empty" else [])
     for module in modules:
-        result = run(module, "--study", str(folder), "--port", str(_free_port())) if module.endswith("dashboard") \
+        result = run(module, "--study", str(folder), "--port", str(free_port())) if module.endswith("dashboard") \
             else run(module, "--study", str(folder))
         assert result.returncode == 2, (module, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -154,7 +117,7 @@ def dashboard(study_dir):
     summary = write_report(study, study_dir / "report")
     optuna.artifacts.upload_artifact(artifact_store=artifact_store(study_dir), file_path=str(summary.files[0]),
                                      study_or_trial=study)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "ulsam_nas.dashboard", "--study", str(study_dir), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"

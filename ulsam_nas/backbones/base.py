@@ -44,6 +44,11 @@ class Backbone:
     layer_cost: Callable[[LayerSpec, int, int], Cost]  # (spec, input h, input w)
     make_head: Callable[[int, int], nn.Module]  # (in channels, num classes)
     head_cost: Callable[[int, int], Cost]
+    # For standalone export: the Python expression that builds a layer / the head, and the block
+    # classes those expressions use (their source is copied into the exported model.py).
+    layer_source: Callable[[LayerSpec], str]
+    head_source: Callable[[int], str]  # (in channels) -> expression using `num_classes`
+    block_classes: tuple[type, ...]
 
     def specs(
         self, width_mult: float = 1.0, channel_multiple: int | None = None, input_size: int | None = None,

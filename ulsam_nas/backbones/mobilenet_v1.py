@@ -66,6 +66,16 @@ def layer_cost(spec: LayerSpec, in_h: int, in_w: int) -> Cost:
     return depthwise + conv_cost(spec.in_ch, spec.out_ch, 1, 1, out_h, out_w)
 
 
+def layer_source(spec: LayerSpec) -> str:
+    if spec.block == "conv3x3":
+        return f"ConvBNAct({spec.in_ch}, {spec.out_ch}, 3, {spec.stride})"
+    return f"DepthwiseSeparable({spec.in_ch}, {spec.out_ch}, {spec.stride})"
+
+
+def head_source(in_ch: int) -> str:
+    return f"nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear({in_ch}, num_classes))"
+
+
 def make_head(in_ch: int, num_classes: int) -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(in_ch, num_classes))
 
@@ -77,4 +87,5 @@ def head_cost(in_ch: int, num_classes: int) -> Cost:
 MOBILENET_V1 = Backbone(
     name="mv1", title="MobileNet-V1", layers=layers, make_layer=make_layer,
     layer_cost=layer_cost, make_head=make_head, head_cost=head_cost,
+    layer_source=layer_source, head_source=head_source, block_classes=(DepthwiseSeparable,),
 )

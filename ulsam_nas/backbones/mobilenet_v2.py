@@ -100,6 +100,18 @@ def layer_cost(spec: LayerSpec, in_h: int, in_w: int) -> Cost:
     return expand + depthwise + conv_cost(hidden, spec.out_ch, 1, 1, out_h, out_w)
 
 
+def layer_source(spec: LayerSpec) -> str:
+    if spec.block == "ir":
+        return f"InvertedResidual({spec.in_ch}, {spec.out_ch}, {spec.stride}, {spec.expansion})"
+    kernel = 3 if spec.block == "conv3x3" else 1
+    return f"ConvBNAct({spec.in_ch}, {spec.out_ch}, {kernel}, {spec.stride}, activation=nn.ReLU6)"
+
+
+def head_source(in_ch: int) -> str:
+    return (f"nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout({DROPOUT}), "
+            f"nn.Linear({in_ch}, num_classes))")
+
+
 def make_head(in_ch: int, num_classes: int) -> nn.Module:
     return nn.Sequential(
         nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(DROPOUT), nn.Linear(in_ch, num_classes)
@@ -113,4 +125,5 @@ def head_cost(in_ch: int, num_classes: int) -> Cost:
 MOBILENET_V2 = Backbone(
     name="mv2", title="MobileNet-V2", layers=layers, make_layer=make_layer,
     layer_cost=layer_cost, make_head=make_head, head_cost=head_cost,
+    layer_source=layer_source, head_source=head_source, block_classes=(InvertedResidual,),
 )
