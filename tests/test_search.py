@@ -25,7 +25,8 @@ from ulsam_nas import Genome
 from ulsam_nas.data import DataSpec
 from ulsam_nas.fidelity import SMOKE
 from ulsam_nas.spaces import load_space
-from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, open_storage, run_search
+from ulsam_nas.studies import open_storage
+from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 

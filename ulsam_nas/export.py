@@ -36,6 +36,21 @@ from .genome import INSERT, SUBSTITUTE, Genome
 from .model import PlacedNet, build_model
 
 FORMATS = ("source", "torchscript", "export", "onnx")
+README = """# {genome}
+
+{description}
+
+Run from this folder (needs only torch{weights_needs}):
+
+```python
+import torch
+from model import build
+net = build().eval(){weights}
+print(net(torch.randn(1, 3, {size}, {size})).argmax(1))
+```
+
+{compiled}"""
+WEIGHTS_LINE = '\nfrom safetensors.torch import load_file; net.load_state_dict(load_file("weights.safetensors"))'
 FILES = {"source": "model.py", "torchscript": "model.ts", "export": "model.pt2", "onnx": "model.onnx"}
 TOLERANCE = 1e-5
 
@@ -165,6 +180,13 @@ def verify(out_dir: Path, formats: list[str], model: torch.nn.Module, example: t
 # -- export -------------------------------------------------------------------------------------
 
 
+def _compiled_line(formats: list[str]) -> str:
+    loaders = {"torchscript": '`torch.jit.load("model.ts")`', "export": '`torch.export.load("model.pt2").module()`',
+               "onnx": '`onnxruntime.InferenceSession("model.onnx")`'}
+    present = [loaders[f] for f in formats if f in loaders]
+    return f"\nThe same network, compiled: {' or '.join(present)}.\n" if present else ""
+
+
 def check_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """ValueError naming the first tensor that does not fit the architecture."""
     expected = model.state_dict()
@@ -231,12 +253,10 @@ def export(arch: Architecture, out_dir: Path, formats: list[str], weights: dict[
         if bad:
             raise ExportError("exported formats disagree with the harness model: "
                               + ", ".join(f"{name} max |diff| {diff:.3g}" for name, diff in bad.items()))
-        readme = (f"# {genome}\n\n{description}\n\n```python\nimport importlib.util, torch\n"
-                  f"spec = importlib.util.spec_from_file_location('model', 'model.py'); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-                  f"net = m.build().eval()  # or: torch.jit.load('model.ts'), torch.export.load('model.pt2').module()\n"
-                  f"logits = net(torch.randn(1, 3, {arch.resolution}, {arch.resolution}))\n```\n"
-                  + ("\nWeights: `from safetensors.torch import load_file; net.load_state_dict(load_file('weights.safetensors'))`\n"
-                     if weights is not None else ""))
+        readme = README.format(genome=genome, description=description, size=arch.resolution,
+                               weights=WEIGHTS_LINE if weights is not None else "",
+                               weights_needs=" and safetensors" if weights is not None else "",
+                               compiled=_compiled_line(formats))
         write("README.md", lambda p: p.write_text(readme, encoding="utf-8"))
         arch_json = {
             **(info or {}), "genome": str(genome), "notation": genome.notation(), "backbone": genome.backbone,
@@ -344,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(args.out / name), study_or_trial=study)
     print(f"exported {result['genome']} ({result['params']:,} params, {result['macs'] / 1e6:.2f}M MACs) to {args.out}: "
           + ", ".join(sorted([*result["sha256"], "arch.json"])))
-    print("verified in a clean interpreter: " + ", ".join(f"{k} max |diff| {v:.1e}" for k, v in result["max_abs_difference"].items()))
+    differences = result["max_abs_difference"].items()
+    print("verified in a clean interpreter: " + ", ".join(f"{k} max |diff| {v:.1e}" for k, v in differences))
     return 0
 
 

@@ -29,8 +29,10 @@ from .front import complete_trials, front_trials, paper_status, trial_row
 
 REFERENCE_FACTOR = 1.25
 RULES = ("knee", "max-top1", "max-top1 macs<=X", "max-top1 params<=X")
-_CONSTRAINED = re.compile(r"^max-top1\s+(?:under\s+)?(?P<objective>macs|params)\s*<=\s*(?P<limit>[0-9.]+(?:e[0-9]+)?)\s*(?P<unit>[KMG]?)$",
-                          re.IGNORECASE)
+_CONSTRAINED = re.compile(
+    r"^max-top1\s+(?:under\s+)?(?P<objective>macs|params)\s*<=\s*(?P<limit>[0-9.]+(?:e[0-9]+)?)\s*(?P<unit>[KMG]?)$",
+    re.IGNORECASE,
+)
 
 
 # -- hypervolume ------------------------------------------------------------------------------
