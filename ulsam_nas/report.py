@@ -186,12 +186,14 @@ def _figure(front_ids: set[int], trials: list, reference: Reference, cost_index:
         label = t.user_attrs.get("paper_label", "")
         return f"trial {t.number}<br>{t.user_attrs.get('genome', '')}" + (f"<br>{label}" if label else "")
 
+    # The front is three-dimensional: in each two-objective view its points need not form a
+    # staircase, so they are marked rather than joined.
     figure.add_scatter(x=[t.values[cost_index] / 1e6 for t in others], y=[t.values[0] for t in others],
                        mode="markers", name="trials", marker={"color": "#9aa5b1", "size": 6},
                        text=[hover(t) for t in others], hoverinfo="text")
     figure.add_scatter(x=[t.values[cost_index] / 1e6 for t in front], y=[t.values[0] for t in front],
-                       mode="lines+markers", name="Pareto front", line={"shape": "hv", "color": "#d64545"},
-                       marker={"size": 8}, text=[hover(t) for t in front], hoverinfo="text")
+                       mode="markers", name="Pareto front (top-1, MACs, params)",
+                       marker={"size": 10, "color": "#d64545"}, text=[hover(t) for t in front], hoverinfo="text")
     paper = [t for t in trials if t.user_attrs.get("paper_label")]
     vanilla = [t for t in paper if t.user_attrs.get("genome", "").endswith("()")]
     labelled = [t for t in paper if t not in vanilla]

@@ -21,7 +21,8 @@ SAMPLERS = ("nsga2", "tpe", "random", "gp")
 
 
 def _parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m ulsam_nas.search", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = ArgumentParser(prog="python -m ulsam_nas.search",
+                       description="Map the accuracy vs MACs/params front of ULSAM placements.")
     p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
     p.add_argument("--budget", type=int, default=200, help="finished trials the study holds at the end (default 200)")
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic (default), food101, cub200, dogs, folder")
