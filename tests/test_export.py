@@ -61,7 +61,10 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     arch = json.loads((out / "arch.json").read_text())
     assert arch["genome"] == "mv2_w1.0(13g4,14g4,16g4,17g4)" and arch["paper_label"] == "MV2 (13, 14, 16, 17) g=4"
     assert arch["params"] == 2_630_936 and set(arch["sha256"]) == {"model.py", "model.ts", "model.pt2", "README.md"}
-    assert "m.build().eval()" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    ran = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.startswith("tensor(["), ran.stderr  # the README's lines run as written
 
 
 def test_random_genome_with_trained_weights(tmp_path, spaces):
