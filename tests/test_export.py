@@ -29,6 +29,9 @@ net.load_state_dict(load_file(f"{out}/weights.safetensors") if has_weights else 
 x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     outputs = [net(x), scripted(x), torch.export.load(f"{out}/model.pt2").module()(x)]
+import onnxruntime
+session = onnxruntime.InferenceSession(f"{out}/model.onnx")
+outputs.append(torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]))
 print(json.dumps({"params": sum(p.numel() for p in net.parameters()), "shape": list(outputs[0].shape),
                   "diff": max(float((o - outputs[0]).abs().max()) for o in outputs)}))
 '''
@@ -50,7 +53,7 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     result = export_cli("--space", "mv2", "--genome", "(13, 14, 16, 17)", "--g", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "verified in a clean interpreter" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "arch.json", "model.pt2", "model.py", "model.ts"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "arch.json", "model.onnx", "model.pt2", "model.py", "model.ts"]
     source = (out / "model.py").read_text()
     assert "from ulsam_nas" not in source and "import ulsam_nas" not in source
     cost = subprocess.run([sys.executable, "-m", "ulsam_nas.cost", "--space", "mv2", "--genome", "(13, 14, 16, 17)",
@@ -60,13 +63,15 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     assert loaded["shape"] == [1, 1000] and loaded["diff"] <= 1e-5
     arch = json.loads((out / "arch.json").read_text())
     assert arch["genome"] == "mv2_w1.0(13g4,14g4,16g4,17g4)" and arch["paper_label"] == "MV2 (13, 14, 16, 17) g=4"
-    assert arch["params"] == 2_630_936 and set(arch["sha256"]) == {"model.py", "model.ts", "model.pt2", "README.md"}
+    assert arch["params"] == 2_630_936
+    assert set(arch["sha256"]) == {"model.py", "model.ts", "model.pt2", "model.onnx", "README.md"}
     readme = (out / "README.md").read_text()
     code = readme.split("```python\n", 1)[1].split("```", 1)[0]
     ran = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0 and ran.stdout.startswith("tensor(["), ran.stderr  # the README's lines run as written
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_random_genome_with_trained_weights(tmp_path, spaces):
     import random
 

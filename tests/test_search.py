@@ -119,10 +119,10 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
 
 
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
-    cfg = config(tmp_path, budget=8, fidelity=replace(SMOKE, epochs=4), early_stop=True, sampler="random", seed=3)
+    cfg = config(tmp_path, budget=10, fidelity=replace(SMOKE, epochs=4), early_stop=True, sampler="random", seed=3)
     study = run_search(cfg, trainer=slow_trainer)
     states = [t.state for t in study.trials]
-    assert states.count(TrialState.RUNNING) == 0 and len(states) == 8
+    assert states.count(TrialState.RUNNING) == 0 and len(states) == 10
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert pruned, "ASHA stopped no trial"

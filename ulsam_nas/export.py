@@ -17,9 +17,11 @@ so weights saved by ``python -m ulsam_nas.train --save`` load into ``build()``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
+import io
 import json
 import subprocess
 import sys
@@ -242,11 +244,13 @@ def export(arch: Architecture, out_dir: Path, formats: list[str], weights: dict[
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 write("model.ts", lambda p: torch.jit.save(torch.jit.script(model), str(p)))
+        batch = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}  # any batch size
         if "export" in formats:
-            batch = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}  # any batch size
             write("model.pt2", lambda p: torch.export.save(torch.export.export(model, (example,), dynamic_shapes=batch), str(p)))
         if "onnx" in formats:
-            write("model.onnx", lambda p: torch.onnx.export(model, (example,), str(p), dynamo=True))
+            with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step
+                write("model.onnx", lambda p: torch.onnx.export(model, (example,), str(p), dynamo=True,
+                                                                dynamic_shapes=batch, external_data=False))
         log(f"verifying {', '.join(formats)} in a clean interpreter ...")
         differences = verify(out_dir, [f for f in formats if f != "source"], model, example)
         bad = {name: diff for name, diff in differences.items() if not diff <= TOLERANCE}
