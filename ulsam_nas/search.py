@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = args.concurrency or max(1, int(min(limits)))
 
     from .studies import write_pointer
-    from .tune import SearchConfig, StudyMismatch, run_search
+    from .tune import SearchConfig, StudyMismatch, finished_count, run_search
 
     try:
         fidelity = get_fidelity(args.fidelity or ("proxy" if cluster_gpus else "smoke"), space.backbone)
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 130
     print_result(study, space, storage_url, study_dir)
+    if finished_count(study) < args.budget:  # Ctrl-C: Ray Tune stopped the run early
+        print("\ninterrupted before the budget: run the same command again to continue", file=sys.stderr)
+        return 130
     return 0
 
 
