@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         fail(str(error))
 
-    name = f"{space.name}-{data.slug}"
+    name = f"{space.name}-{data.name}"
     study_dir = args.study or Path("studies") / name
     storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
     _check_storage(storage_url, study_dir if args.storage is None else None)

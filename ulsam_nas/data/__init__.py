@@ -47,11 +47,6 @@ class DataSpec:
     def __str__(self) -> str:
         return self.name if self.root is None else f"{self.name}:{self.root}"
 
-    @property
-    def slug(self) -> str:
-        """A short name for folders: ``cub200``, ``synthetic``."""
-        return self.name
-
 
 def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTensors:
     """The ``split`` ("train" or "test") of a data set at ``resolution`` px, from the cache
@@ -65,7 +60,7 @@ def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTenso
             return images.numpy(), labels.tolist(), synthetic.CLASSES, 0
 
         key = cache_key("synthetic", synthetic.GENERATOR_VERSION, split, resolution)
-        return cached(spec.slug, split, resolution, key, build_synthetic)
+        return cached(spec.name, split, resolution, key, build_synthetic)
 
     listing = READERS[spec.name](spec.root, split)
     stats = [f.stat() for f in listing.files]
@@ -78,7 +73,7 @@ def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTenso
             raise DataError(f"{spec.name}: none of the {len(listing.files)} images of the {split} split could be read")
         return images, [listing.labels[i] for i in kept], listing.classes, len(listing.files) - len(kept)
 
-    data = cached(spec.slug, split, resolution, key, build_from_files)
+    data = cached(spec.name, split, resolution, key, build_from_files)
     if data.skipped:
         log.warning("%s %s: %d unreadable image(s) skipped", spec.name, split, data.skipped)
     return data
