@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ulsam_nas.data import DataError, DataSpec, load_images, stratified_subset, synthetic
+from ulsam_nas.data import VAL_FRACTION, DataError, DataSpec, load_images, stratified_subset, synthetic, train_val_indices
 from ulsam_nas.data.cache import cache_root, cached
 from ulsam_nas.data.loader import BatchLoader
 from ulsam_nas.train import main as train_main
@@ -209,6 +209,33 @@ def test_stratified_subset_keeps_class_proportions():
     assert len(chosen) == 20 and len(set(chosen)) == 20
     assert sorted(np.bincount(labels[chosen]).tolist()) == [5, 5, 5, 5]
     assert np.array_equal(chosen, stratified_subset(labels, 20))
+
+
+
+def test_train_val_indices_hold_out_a_stratified_fixed_share_of_every_class():
+    labels = np.random.default_rng(3).permutation(np.repeat(np.arange(5), [100, 40, 15, 2, 1]))
+    train, val = train_val_indices(labels)
+    assert VAL_FRACTION == 0.1
+    assert np.bincount(labels[val], minlength=5).tolist() == [10, 4, 2, 1, 0]  # rounded, >= 1 of a class of 2, a lone image trains
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(labels)))  # disjoint and complete
+    assert np.array_equal(train, np.sort(train)) and np.array_equal(val, np.sort(val))
+    np.random.seed(7)  # no trial's seed moves the split
+    torch.manual_seed(7)
+    again_train, again_val = train_val_indices(labels.tolist())
+    assert np.array_equal(train, again_train) and np.array_equal(val, again_val)
+    assert set(val) <= set(train_val_indices(labels, 0.3)[1])  # a larger share holds out a superset
+    assert not np.array_equal(val[labels[val] == 0], np.flatnonzero(labels == 0)[:10])  # drawn, not the first ones
+
+
+@pytest.mark.parametrize("fraction", [0, -0.1, 0.51, 0.7, 1, float("nan")])
+def test_train_val_indices_reject_a_fraction_outside_0_to_one_half(fraction):
+    with pytest.raises(DataError, match=r"--val-fraction must be in \(0, 0.5\], got"):
+        train_val_indices(np.arange(10) % 2, fraction)
+
+
+def test_train_val_indices_accept_one_half():
+    train, val = train_val_indices(np.repeat(np.arange(2), 10), 0.5)
+    assert len(train) == len(val) == 10
 
 
 def test_batch_loader_augments_deterministically_on_whole_batches():

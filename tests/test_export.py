@@ -100,22 +100,37 @@ def test_random_genome_with_trained_weights(tmp_path, spaces):
         assert float((script(x) - reference(x)).abs().max()) <= 1e-5
 
 
-def test_export_from_a_study_by_rule_uploads_artifacts(study_dir, tmp_path):
+def test_export_from_a_study_by_rule_takes_the_genome_mean_over_seeds_and_uploads_artifacts(study_dir, tmp_path):
     out = tmp_path / "picked"
-    result = export_cli("--study", str(study_dir), "--trial", "max-top1 macs<=250e6", "--out", str(out),
+    result = export_cli("--study", str(study_dir), "--trial", "max-top1 params<=1.6M", "--out", str(out),
                         "--formats", "source,export")
     assert result.returncode == 0, result.stderr
     arch = json.loads((out / "arch.json").read_text())
-    assert arch["trial"] == 2 and arch["genome"] == "mv2_w1.0(13g4,14g4,16g4,17g4)" and arch["num_classes"] == 10
-    assert arch["objectives"]["top1"] == 35.0 and "model.pt2" in arch["sha256"] and "model.ts" not in arch["sha256"]
+    assert arch["trial"] == 1 and arch["genome"] == "mv2_w1.0(16g4,17g4)" and arch["num_classes"] == 10
+    # Seeds 0 and 1 gave 42 and 44 (and a reused 44): the mean over distinct seeds, not the best run.
+    objectives = arch["objectives"]
+    assert objectives["top1"] == 43.0 and objectives["top1_std"] == pytest.approx(2 ** 0.5) and objectives["seeds"] == 2
+    assert objectives["macs"] == arch["macs"] and objectives["params"] == arch["params"]
+    assert arch["top1_split"] == "validation" and arch["paper_label"] == "MV2 (16, 17) g=4"
+    assert "model.pt2" in arch["sha256"] and "model.ts" not in arch["sha256"]
     storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
     study = optuna.load_study(study_name="mv2-synthetic", storage=storage)
     artifacts = optuna.artifacts.get_all_artifact_meta(study)
     assert sorted(a.filename for a in artifacts) == ["arch.json", "model.py"]
 
 
+def test_export_of_a_trial_number_takes_that_trainings_values(study_dir, tmp_path):
+    out = tmp_path / "trial"
+    result = export_cli("--study", str(study_dir), "--trial", "7", "--out", str(out), "--formats", "source")
+    assert result.returncode == 0, result.stderr
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["trial"] == 7 and arch["seed"] == 1 and arch["genome"] == "mv2_w1.0(16g4,17g4)"
+    assert arch["objectives"] == {"top1": 44.0, "macs": arch["macs"], "params": arch["params"]}
+    assert arch["top1_split"] == "validation"
+
+
 @pytest.mark.parametrize("case, message", [
-    ("unknown-trial", "has no trial 99 (it has 7)"),
+    ("unknown-trial", "has no trial 99 (it has 12)"),
     ("not-complete", "trial 5 is FAIL, not COMPLETE"),
     ("bad-weights", "the weights do not fit the architecture: tensor 'features.layer16.depthwise.0.weight' is missing"),
     ("not-empty", "exists and is not empty (use --force"),

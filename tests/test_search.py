@@ -24,9 +24,12 @@ from ray import cloudpickle
 from ulsam_nas import Genome
 from ulsam_nas.data import DataSpec
 from ulsam_nas.fidelity import SMOKE
+from ulsam_nas.front import Front
 from ulsam_nas.spaces import load_space
 from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
+
+from . import layouts
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 
@@ -41,23 +44,26 @@ def local_ray():
     ray.shutdown()
 
 
-def fake_top1(genome: Genome, epoch: int) -> float:
-    return 30.0 + zlib.crc32(str(genome).encode()) % 40 + epoch
+def fake_top1(genome: Genome, epoch: int, seed: int = 0) -> float:
+    """A fixed number per (genome, epoch, seed): the genome's level plus up to ±2 pp of seed noise."""
+    return 30.0 + zlib.crc32(str(genome).encode()) % 40 + epoch + zlib.crc32(f"{genome}/{seed}".encode()) % 5 - 2
 
 
-def scripted_trainer(genome, data, fidelity, seed=0, report=None, device=None, seconds_per_epoch=0.02):
-    """Trains nothing: raises for RAISES, reports NaN for GIVES_NAN, else a fixed top-1 per genome."""
+def scripted_trainer(genome, data, fidelity, seed=0, report=None, device=None, evaluate_on="test", val_fraction=0.1,
+                     seconds_per_epoch=0.02):
+    """Trains nothing: raises for RAISES, reports NaN for GIVES_NAN, else a fixed top-1 per (genome, seed)."""
+    assert evaluate_on == "val", "search trials must score on the validation split"
     if str(genome) == RAISES:
         raise RuntimeError("boom in the trainer")
     for epoch in range(1, fidelity.epochs + 1):
         time.sleep(seconds_per_epoch)
-        top1 = float("nan") if str(genome) == GIVES_NAN else fake_top1(genome, epoch)
+        top1 = float("nan") if str(genome) == GIVES_NAN else fake_top1(genome, epoch, seed)
         report(epoch, {"epoch": epoch, "top1": top1, "top5": 99.0, "loss": 1.0, "seconds": 0.1,
                        "images_per_second": 1000.0})
 
 
-def slow_trainer(genome, data, fidelity, seed=0, report=None, device=None):
-    scripted_trainer(genome, data, fidelity, seed, report, device, seconds_per_epoch=0.4)
+def slow_trainer(genome, data, fidelity, seed=0, report=None, device=None, **split):
+    scripted_trainer(genome, data, fidelity, seed, report, device, **split, seconds_per_epoch=0.4)
 
 
 def config(tmp_path: Path, budget: int, **overrides) -> SearchConfig:
@@ -103,7 +109,8 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
     assert duplicate.user_attrs["genome"] == "mv2_w1.0()"
     for trial in study.trials:
         assert trial.user_attrs["fidelity"] == "smoke" and trial.user_attrs["dataset"] == "synthetic"
-    assert "5/5 trials done" in capsys.readouterr().err
+    assert all(t.user_attrs["seed"] == 0 for t in study.trials)
+    assert "5/5 trials: 2 genomes, 4 trainings (0 repeats), 1 reused, 2 failed" in capsys.readouterr().err
 
     # Same budget again: returns at once and says so; a larger budget continues the same study.
     started = time.time()
@@ -154,6 +161,38 @@ def test_paper_configurations_train_first_and_once(tmp_path):
     assert labels == ["MV2 vanilla", "MV2 17:1 g=1", "MV2 17:1 g=2", "MV2 17:1 g=4", "MV2 17:1 g=8"]
 
 
+def trained(study) -> list[tuple[str, int]]:
+    """(genome, seed) of every COMPLETE trial that trained (not one that reused a result)."""
+    return [(t.user_attrs["genome"], t.user_attrs["seed"]) for t in study.trials
+            if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs]
+
+
+def test_contenders_get_k_seeds_within_the_budget(tmp_path, capsys):
+    cfg = config(tmp_path, budget=24, repeats=3, seed=5, sampler="random")
+    study = run_search(cfg, trainer=scripted_trainer)
+    front = Front.of_study(study)
+    pairs = trained(study)
+    assert len(pairs) == len(set(pairs))  # no (genome, seed) trained twice
+    assert len([t for t in study.trials if t.state.is_finished()]) == 24
+    assert front.members and all(m.n == 3 for m in front.members), [(m.genome, m.n) for m in front.members]
+    for trial in study.trials:  # the k-th training of a genome uses seed 5 + k
+        first = study.trials[trial.user_attrs.get("repeat_of", trial.number)]
+        assert first.user_attrs["seed"] == 5 and trial.user_attrs["genome"] == first.user_attrs["genome"]
+    for genome in {g for g, _ in pairs}:
+        assert sorted(s for g, s in pairs if g == genome) == list(range(5, 5 + len([1 for g, _ in pairs if g == genome])))
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert repeats and all(t.user_attrs["seed"] > 5 for t in repeats)
+    assert study.user_attrs["seed_sigma"] == pytest.approx(front.noise.sigma, abs=1e-3)
+    assert study.user_attrs["seed_sigma_df"] == front.noise.df > 0
+    err = capsys.readouterr().err
+    assert f"({len(repeats)} repeats)" in err and f"σ {front.noise.sigma:.1f} pp (df {front.noise.df})" in err
+
+    # --repeats 1: one seed per genome, as before.
+    (tmp_path / "one").mkdir()
+    one = run_search(config(tmp_path / "one", budget=6, repeats=1, sampler="random"), trainer=scripted_trainer)
+    assert not [t for t in one.trials if "repeat_of" in t.user_attrs]
+
+
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     return subprocess.run([sys.executable, "-m", "ulsam_nas.search", *args], capture_output=True, text=True,
@@ -161,10 +200,12 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_killed_search_resumes_to_its_budget(tmp_path):
+    """Real smoke training, kill -9 while repeats run, then resume: no (genome, seed) is trained
+    twice or lost, and the repeats still reach K."""
     study_dir = tmp_path / "study"
-    command = [sys.executable, "-m", "ulsam_nas.search", "--space", "mv2", "--budget", "4", "--study", str(study_dir)]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    args = ["--space", "mv2", "--budget", "6", "--repeats", "3", "--seed", "2", "--no-paper-seeds", "--study", str(study_dir)]
+    driver = subprocess.Popen([sys.executable, "-m", "ulsam_nas.search", *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     storage = f"sqlite:///{study_dir / 'study.db'}"
     deadline = time.time() + 240
     states = []
@@ -182,9 +223,9 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     assert TrialState.COMPLETE in states and TrialState.RUNNING in states, states
     before = optuna.load_study(study_name="mv2-synthetic", storage=storage)
     finished_before = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
-    running_before = [t.number for t in before.trials if t.state == TrialState.RUNNING]
+    running_before = {t.number: t.user_attrs["seed"] for t in before.trials if t.state == TrialState.RUNNING}
 
-    result = run_cli("--space", "mv2", "--budget", "4", "--study", str(study_dir), timeout=400)
+    result = run_cli(*args, timeout=400)
     assert result.returncode == 0, result.stderr
     assert "interrupted trial(s)" in result.stderr and "optuna-dashboard sqlite:///" in result.stdout
 
@@ -195,10 +236,29 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     for number in running_before:
         assert after.trials[number].state == TrialState.FAIL
         assert after.trials[number].user_attrs["failure"] == INTERRUPTED
-    reruns = {t.user_attrs.get("rerun_of") for t in after.trials}
-    assert set(running_before) <= reruns  # their genomes ran again
-    counted = [t for t in after.trials if t.state.is_finished() and t.user_attrs.get("failure") != INTERRUPTED]
-    assert len(counted) == 4
+    reruns = {t.user_attrs["rerun_of"]: t.user_attrs["seed"] for t in after.trials if "rerun_of" in t.user_attrs}
+    assert reruns == running_before  # they ran again, with the same seeds
+    pairs = trained(after)
+    assert len(pairs) == len(set(pairs)) == 6  # nothing trained twice, nothing lost
+    front = Front.of_study(after)
+    assert front.members and all(m.n == 3 for m in front.members)
+    assert all(s.n == 3 for s in front.stats)  # both genomes reached K = 3 seeds: 2, 3, 4
+    assert {seed for _, seed in pairs} == {2, 3, 4}
+    assert "seed noise σ =" in result.stdout and "validation split" in result.stdout
+
+
+def test_search_never_reads_the_test_split(tmp_path):
+    """A data set whose test images are unreadable: the search completes (--final would fail)."""
+    root = layouts.folder(tmp_path / "data", per_class=(12, 2))
+    for image in (root / "val").rglob("*.jpg"):
+        image.write_bytes(b"not an image")
+    study_dir = tmp_path / "study"
+    result = run_cli("--space", "mv2", "--dataset", f"folder:{root}", "--budget", "2", "--repeats", "1",
+                     "--no-paper-seeds", "--study", str(study_dir), timeout=300)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="mv2-folder", storage=f"sqlite:///{study_dir / 'study.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.user_attrs["val_fraction"] == 0.1
 
 
 def _bad_space(tmp_path: Path) -> str:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -10,9 +11,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from ulsam_nas import Genome, count_cost
 from ulsam_nas.backbones import get_backbone
 from ulsam_nas.backbones.base import final_map_size
-from ulsam_nas.data import synthetic
+from ulsam_nas import train as train_module
+from ulsam_nas.data import DataError, synthetic, train_val_indices
 from ulsam_nas.fidelity import SMOKE, get_fidelity
 from ulsam_nas.train import NonFiniteLossError, build_proxy, train
+from ulsam_nas.train import main as train_main
+
+from . import layouts
+
+TINY = replace(SMOKE, epochs=1, train_subset=None, test_subset=None, batch_size=8, recalibration_images=8)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +53,66 @@ def test_training_is_deterministic_for_a_seed_on_cpu(vanilla_runs):
     results, reports = vanilla_runs
     assert results["vanilla"].top1 == results["again"].top1
     assert [m["loss"] for _, m in reports["vanilla"]] == [m["loss"] for _, m in reports["again"]]
+
+
+def test_results_say_the_test_split_by_default(vanilla_runs):
+    results, _ = vanilla_runs
+    assert results["vanilla"].split == "test" and results["vanilla"].metrics()["split"] == "test"
+
+
+def test_validation_mode_trains_and_evaluates_on_disjoint_parts_of_the_train_split(monkeypatch):
+    loaders = []
+
+    class Recording(train_module.BatchLoader):
+        def __init__(self, data, indices, *args, **kwargs):
+            super().__init__(data, indices, *args, **kwargs)
+            loaders.append((len(data), set(indices.tolist())))
+
+    monkeypatch.setattr(train_module, "BatchLoader", Recording)
+    small = replace(SMOKE, epochs=1, train_subset=64, test_subset=40, recalibration_images=32)
+    result = train(Genome("mv2"), "synthetic", small, evaluate_on="val")
+    assert result.split == "val"
+    (train_size, fit), (eval_size, evaluated), (_, recalibration) = loaders
+    labels = synthetic.generate("train", 32)[1].numpy()
+    held_out = set(train_val_indices(labels)[1].tolist())
+    assert eval_size == train_size == len(labels)  # evaluated on the train split's images ...
+    assert evaluated <= held_out and not (fit | recalibration) & held_out  # ... held out from training
+    assert (len(fit), len(evaluated), len(recalibration)) == (64, 40, 32)
+    assert sorted(np.bincount(labels[list(evaluated)]).tolist()) == [4] * 10  # the subset stays stratified
+
+
+@pytest.mark.parametrize("evaluate_on", ["train", "Val"])
+def test_an_unknown_split_to_evaluate_on_is_rejected(evaluate_on):
+    with pytest.raises(ValueError, match="evaluate_on must be one of"):
+        train(Genome("mv2"), "synthetic", TINY, evaluate_on=evaluate_on)
+
+
+@pytest.fixture
+def unreadable_test_split(tmp_path):
+    """A folder data set of 5 training images per class whose test images are all garbage."""
+    root = layouts.folder(tmp_path / "f", per_class=(5, 1))
+    for path in (root / "val").rglob("*.jpg"):
+        path.write_bytes(b"not an image")
+    return root
+
+
+def test_validation_mode_never_reads_the_test_split(unreadable_test_split):
+    result = train(Genome("mv2"), f"folder:{unreadable_test_split}", TINY, evaluate_on="val")
+    assert result.split == "val" and result.epochs == 1 and 0 <= result.top1 <= 100
+    with pytest.raises(DataError, match="none of the 3 images of the test split could be read"):
+        train(Genome("mv2"), f"folder:{unreadable_test_split}", TINY, evaluate_on="test")
+
+
+def test_train_cli_names_the_split_it_evaluated_on(unreadable_test_split, tmp_path, capsys):
+    readable = layouts.folder(tmp_path / "readable", per_class=(5, 1))
+    common = ["--space", "mv1", "--fidelity", "smoke", "--epochs", "1"]
+    assert train_main([*common, "--dataset", f"folder:{unreadable_test_split}", "--evaluate-on", "val"]) == 0
+    assert "on the validation split" in capsys.readouterr().out
+    assert train_main([*common, "--dataset", f"folder:{readable}"]) == 0
+    assert "on the test split" in capsys.readouterr().out
+    assert train_main([*common, "--dataset", f"folder:{readable}", "--evaluate-on", "val", "--val-fraction", "0.5",
+                       "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "val"
 
 
 def test_report_is_called_after_every_epoch(vanilla_runs):
@@ -105,13 +172,14 @@ def test_train_cli_trains_prints_and_saves(tmp_path):
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["genome"] == "mv2_w1.0(16g4,17g4)" and printed["epochs"] == 1 and 0 <= printed["top1"] <= 100
+    assert printed["split"] == "test"
     assert "epoch 1/1" in result.stderr  # progress
     from safetensors import safe_open
 
     with safe_open(str(weights), "pt") as f:
         metadata = f.metadata()
         state = {k: f.get_tensor(k) for k in f.keys()}
-    assert metadata["genome"] == "mv2_w1.0(16g4,17g4)" and metadata["num_classes"] == "10"
+    assert metadata["genome"] == "mv2_w1.0(16g4,17g4)" and metadata["num_classes"] == "10" and metadata["split"] == "test"
     model = build_proxy(Genome.from_string(metadata["genome"]), SMOKE, 10)
     model.load_state_dict(state)
 
@@ -134,6 +202,9 @@ def test_train_cli_saves_a_weights_only_torch_file(tmp_path):
     (["--fidelity", "huge"], "invalid choice: 'huge'"),
     (["--epochs", "0"], "epochs must be at least 1"),
     (["--device", "cuda"], "no CUDA GPU is available"),
+    (["--evaluate-on", "train"], "invalid choice: 'train'"),
+    (["--evaluate-on", "val", "--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5], got 0.7"),
+    (["--val-fraction", "0"], "--val-fraction must be in (0, 0.5], got 0.0"),
 ])
 def test_train_cli_bad_input(args, message):
     result = subprocess.run([sys.executable, "-m", "ulsam_nas.train", *args], capture_output=True, text=True)

@@ -10,6 +10,10 @@ when the onnx extra is installed, ``arch.json`` (genome, costs, objectives, SHA-
 file) and a ``README.md``. Then every format runs in a fresh ``python -I`` where ``ulsam_nas``
 cannot be imported, and must match the in-harness model to 1e-5 on a fixed input.
 
+From a study, a rule picks a genome of the front beyond seed noise (``report.pick``): its
+objectives in arch.json are its validation top-1 mean, std and seed count, since one seed's
+figure is not what the front was judged on. A trial number takes that one training's values.
+
 The block classes in ``model.py`` are the package's own, copied by ``inspect.getsource``, so
 the export cannot drift from what was searched and trained; the state-dict names are the same,
 so weights saved by ``python -m ulsam_nas.train --save`` load into ``build()``.
@@ -288,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                             description="Export an architecture as a standalone PyTorch model, verified.")
     parser.add_argument("--study", type=Path, default=None, help="study folder to take the trial from")
     parser.add_argument("--trial", default="knee",
-                        help="trial number, or knee | max-top1 | 'max-top1 macs<=250e6' | 'max-top1 params<=2.5M'")
+                        help="a rule on the front beyond seed noise, by mean top-1 over seeds: knee | max-top1 | "
+                             "'max-top1 macs<=250e6' | 'max-top1 params<=2.5M'; or a trial number (that one training's "
+                             "values)")
     parser.add_argument("--space", default="mv2", help="without --study: mv1, mv2 or a .toml path")
     parser.add_argument("--genome", default=None, help="without --study: paper notation or canonical genome string")
     parser.add_argument("--g", type=int, default=None, help="group count for placements without their own gN")
@@ -313,9 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.force:
         fail(f"{args.out} exists and is not empty (use --force to write into it)")
     info: dict = {}
-    trial = study = None
+    study = None
     try:
         if args.study is not None:
+            from .front import OBJECTIVES, trial_seed
             from .report import pick
             from .studies import StudyNotFound, load_study
 
@@ -323,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                 study, pointer = load_study(args.study)
             except StudyNotFound as error:
                 fail(str(error))
+            num_classes = args.num_classes or int(study.user_attrs.get("num_classes", 1000))
+            info = {"space": pointer["space"], "study": study.study_name}
             if args.trial.isdigit():
                 number = int(args.trial)
                 if number >= len(study.trials):
@@ -330,13 +339,17 @@ def main(argv: list[str] | None = None) -> int:
                 trial = study.trials[number]
                 if trial.state != optuna.trial.TrialState.COMPLETE:
                     fail(f"trial {number} is {trial.state.name}, not COMPLETE: only trained trials can be exported")
+                genome = Genome.from_string(trial.user_attrs["genome"])
+                info |= {"trial": number, "seed": trial_seed(trial),
+                         "objectives": dict(zip(study.metric_names or OBJECTIVES, trial.values)),
+                         "paper_label": trial.user_attrs.get("paper_label", "")}
             else:
-                trial = pick(study, args.trial)
-            genome = Genome.from_string(trial.user_attrs["genome"])
-            num_classes = args.num_classes or int(study.user_attrs.get("num_classes", 1000))
-            info = {"space": pointer["space"], "study": study.study_name, "trial": trial.number,
-                    "objectives": dict(zip(study.metric_names or ["top1", "macs", "params"], trial.values)),
-                    "paper_label": trial.user_attrs.get("paper_label", "")}
+                picked = pick(study, args.trial)
+                genome = Genome.from_string(picked.genome)
+                info |= {"trial": picked.trial, "objectives": {"top1": picked.mean, "top1_std": picked.std, "seeds": picked.n,
+                                                               "macs": picked.costs[0], "params": picked.costs[1]},
+                         "paper_label": picked.label}
+            info["top1_split"] = "validation"  # the search never looks at the test split
         else:
             if args.genome is None:
                 fail("give --study (and --trial) or --genome (with --space and --g)")

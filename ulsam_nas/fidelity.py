@@ -36,7 +36,7 @@ class Fidelity:
     channel_multiple: int | None  # channel rounding of a scaled proxy; None: the backbone's own
     epochs: int
     train_subset: int | None  # training images (stratified, the same for every trial); None: all
-    test_subset: int | None
+    test_subset: int | None  # evaluation images, from the validation or the test split (see train's evaluate_on)
     batch_size: int
     lr: float
     schedule: str  # "onecycle" (per step), "step" (x gamma every step_epochs), "exponential" (x gamma per epoch)

@@ -1,7 +1,23 @@
-"""The accuracy vs MACs/params Pareto front of a study, and where the paper's configurations sit."""
+"""The product's front: genomes measured over seeds, compared only beyond the measured noise.
+
+A trial is one (genome, seed) training; a genome's top-1 is the mean of its COMPLETE seeds,
+kept with their std and count (``GenomeStats``). The seed noise σ is the pooled within-genome
+std over genomes with at least two seeds (``SeedNoise``).
+
+Genome A *clearly dominates* B when every cost of A is at most B's, costs within a relative
+``tolerance`` (default 1%) counting as equal, and A's mean top-1 is above B's by more than 1.96
+standard errors of the difference (Welch: each genome's own variance over its seeds, the pooled
+σ² where it has fewer than two). The front is every genome that no genome clearly dominates.
+Paper configurations get one of three verdicts: on the front (no genome beats it, even by
+mean), within noise of a front genome (beaten by mean, not beyond noise), or clearly dominated.
+
+Optuna's own per-trial front (what optuna-dashboard shows) counts every difference; this one
+does not, and it is what the summary, the report, the pick rules and export use.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import optuna
@@ -9,69 +25,227 @@ import pandas as pd
 
 OBJECTIVES = ("top1", "macs", "params")
 DIRECTIONS = ("maximize", "minimize", "minimize")
+COSTS = OBJECTIVES[1:]
+Z = 1.96  # two-sided 95%
+COST_TOLERANCE = 0.01
 
 
-def dominates(a: list[float], b: list[float]) -> bool:
-    """Whether objective values ``a`` Pareto-dominate ``b`` (top1 up, MACs and params down)."""
-    signs = [1 if d == "maximize" else -1 for d in DIRECTIONS]
-    better_or_equal = all(s * x >= s * y for s, x, y in zip(signs, a, b))
-    return better_or_equal and any(s * x > s * y for s, x, y in zip(signs, a, b))
+@dataclass(frozen=True)
+class GenomeStats:
+    """One genome over its COMPLETE seed trials (one value per distinct seed)."""
+
+    genome: str
+    seeds: tuple[int, ...]
+    top1s: tuple[float, ...]
+    costs: tuple[float, ...]  # in COSTS order
+    trial: int  # the genome's first COMPLETE trial
+    label: str = ""  # paper label, if a paper configuration
+
+    @property
+    def n(self) -> int:
+        return len(self.top1s)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.top1s) / self.n
+
+    @property
+    def std(self) -> float | None:
+        """Sample std over seeds (ddof 1); None with a single seed."""
+        if self.n < 2:
+            return None
+        mean = self.mean
+        return math.sqrt(sum((x - mean) ** 2 for x in self.top1s) / (self.n - 1))
+
+    @property
+    def values(self) -> list[float]:
+        """Objective values in OBJECTIVES order, top-1 as the mean over seeds."""
+        return [self.mean, *self.costs]
+
+    def variance(self, sigma: float) -> float:
+        """Variance of one seed's top-1: the genome's own, or σ² with fewer than two seeds."""
+        std = self.std
+        return std * std if std is not None else sigma * sigma
+
+    def ci95(self, sigma: float) -> float:
+        """Half-width of the 95% confidence interval of the mean (normal approximation)."""
+        return Z * math.sqrt(self.variance(sigma) / self.n)
 
 
-def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+def trial_seed(trial: optuna.trial.FrozenTrial) -> int:
+    return int(trial.user_attrs.get("seed", 0))
 
 
-def front_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """The non-dominated trials, best top-1 first (one per distinct genome)."""
-    front, seen = [], set()
-    for trial in sorted(trials, key=lambda t: (-t.values[0], t.values[1], t.number)):
-        genome = trial.user_attrs.get("genome")
-        if genome in seen or any(dominates(other.values, trial.values) for other in trials):
+def genome_stats(trials: list[optuna.trial.FrozenTrial]) -> list[GenomeStats]:
+    """Per-genome statistics from COMPLETE trials, in order of each genome's first trial. A
+    (genome, seed) that appears more than once (a reused result) counts once."""
+    by_genome: dict[str, dict] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.state != optuna.trial.TrialState.COMPLETE or "genome" not in trial.user_attrs:
             continue
-        seen.add(genome)
-        front.append(trial)
-    return front
+        entry = by_genome.setdefault(trial.user_attrs["genome"], {"seeds": {}, "trial": trial.number, "label": "",
+                                                                   "costs": tuple(trial.values[1:])})
+        entry["seeds"].setdefault(trial_seed(trial), trial.values[0])
+        entry["label"] = entry["label"] or trial.user_attrs.get("paper_label", "")
+    return [GenomeStats(genome, tuple(e["seeds"]), tuple(e["seeds"].values()), e["costs"], e["trial"], e["label"])
+            for genome, e in by_genome.items()]
 
 
-def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
+@dataclass(frozen=True)
+class SeedNoise:
+    """Pooled within-genome std of top-1 and its degrees of freedom (sum of n - 1)."""
+
+    sigma: float  # 0.0 while unmeasured
+    df: int
+    genomes: int  # genomes with at least two seeds
+
+    @property
+    def measured(self) -> bool:
+        return self.df > 0
+
+    @property
+    def resolution(self) -> float:
+        """Two single runs closer than this are not told apart (1.96 x the std of a difference)."""
+        return Z * math.sqrt(2) * self.sigma
+
+    def describe(self) -> str:
+        if not self.measured:
+            return "seed noise not measured yet (no genome has two seeds): every difference counts"
+        return (f"seed noise σ = {self.sigma:.2f} pp (df {self.df}, {self.genomes} genomes with repeats): "
+                f"single runs closer than {self.resolution:.1f} pp are not told apart")
+
+
+def seed_noise(stats: list[GenomeStats]) -> SeedNoise:
+    repeated = [s for s in stats if s.n >= 2]
+    df = sum(s.n - 1 for s in repeated)
+    if not df:
+        return SeedNoise(0.0, 0, 0)
+    pooled = sum((s.n - 1) * s.std ** 2 for s in repeated) / df
+    return SeedNoise(math.sqrt(pooled), df, len(repeated))
+
+
+def costs_no_higher(a: GenomeStats, b: GenomeStats, tolerance: float) -> bool:
+    """Every cost of ``a`` is at most ``b``'s, values within ``tolerance`` (relative) counting as equal."""
+    return all(x <= y or abs(x - y) <= tolerance * max(abs(x), abs(y)) for x, y in zip(a.costs, b.costs))
+
+
+def margin(a: GenomeStats, b: GenomeStats, sigma: float) -> tuple[float, float]:
+    """(mean top-1 of a minus b, 1.96 standard errors of that difference; Welch)."""
+    error = Z * math.sqrt(a.variance(sigma) / a.n + b.variance(sigma) / b.n)
+    return a.mean - b.mean, error
+
+
+def clearly_dominates(a: GenomeStats, b: GenomeStats, sigma: float, tolerance: float = COST_TOLERANCE) -> bool:
+    if a.genome == b.genome or not costs_no_higher(a, b, tolerance):
+        return False
+    difference, error = margin(a, b, sigma)
+    return difference > error
+
+
+def dominates_by_mean(a: GenomeStats, b: GenomeStats, tolerance: float = COST_TOLERANCE) -> bool:
+    """Pareto dominance on the means, costs within ``tolerance`` counting as equal."""
+    if a.genome == b.genome or not costs_no_higher(a, b, tolerance):
+        return False
+    cheaper = any(x < y and abs(x - y) > tolerance * max(abs(x), abs(y)) for x, y in zip(a.costs, b.costs))
+    return a.mean > b.mean or (a.mean == b.mean and cheaper)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where a genome stands: ``front``, ``within-noise`` (of genome ``other``) or ``dominated``
+    (by ``other``, by ``difference`` ± ``error`` pp at no higher cost)."""
+
+    kind: str
+    other: GenomeStats | None = None
+    difference: float = 0.0
+    error: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "front":
+            return "on the front"
+        name = f"{self.other.genome}" + (f" ({self.other.label})" if self.other.label else "")
+        if self.kind == "within-noise":
+            return f"within noise of front genome {name} ({self.difference:+.1f} ± {self.error:.1f} pp)"
+        return f"clearly dominated by {name} (by {self.difference:.1f} ± {self.error:.1f} pp at no higher cost)"
+
+
+@dataclass(frozen=True)
+class Front:
+    """The genomes of a study, the seed noise and the front beyond it."""
+
+    stats: list[GenomeStats]
+    noise: SeedNoise
+    members: list[GenomeStats]  # the front, best mean top-1 first
+    tolerance: float
+
+    @classmethod
+    def of(cls, stats: list[GenomeStats], tolerance: float = COST_TOLERANCE) -> Front:
+        noise = seed_noise(stats)
+        members = [b for b in stats if not any(clearly_dominates(a, b, noise.sigma, tolerance) for a in stats)]
+        members.sort(key=lambda s: (-s.mean, s.costs, s.trial))
+        return cls(stats, noise, members, tolerance)
+
+    @classmethod
+    def of_study(cls, study: optuna.Study, tolerance: float | None = None) -> Front:
+        if tolerance is None:
+            tolerance = float(study.user_attrs.get("cost_tolerance", COST_TOLERANCE))
+        return cls.of(genome_stats(study.get_trials(deepcopy=False)), tolerance)
+
+    def contains(self, stats: GenomeStats) -> bool:
+        return any(m.genome == stats.genome for m in self.members)
+
+    def verdict(self, stats: GenomeStats) -> Verdict:
+        sigma = self.noise.sigma
+        dominators = [a for a in self.stats if clearly_dominates(a, stats, sigma, self.tolerance)]
+        if dominators:
+            best = max(dominators, key=lambda a: (self.contains(a), margin(a, stats, sigma)[0]))
+            return Verdict("dominated", best, *margin(best, stats, sigma))
+        beaters = [a for a in self.members if dominates_by_mean(a, stats, self.tolerance)]
+        if beaters:
+            best = max(beaters, key=lambda a: a.mean)
+            return Verdict("within-noise", best, *margin(best, stats, sigma))
+        return Verdict("front")
+
+    def by_genome(self) -> dict[str, GenomeStats]:
+        return {s.genome: s for s in self.stats}
+
+
+def genome_row(stats: GenomeStats, front: Front) -> dict:
+    std = stats.std
     return {
-        "trial": trial.number, "genome": trial.user_attrs.get("genome", ""),
-        "top1": trial.values[0], "macs_M": trial.values[1] / 1e6, "params_M": trial.values[2] / 1e6,
-        "paper_label": trial.user_attrs.get("paper_label", ""),
+        "genome": stats.genome, "label": stats.label, "top1_mean": stats.mean, "top1_std": std,
+        "top1_ci95": stats.ci95(front.noise.sigma) if (std is not None or front.noise.measured) else None,
+        "seeds": stats.n, "macs_M": stats.costs[0] / 1e6, "params_M": stats.costs[1] / 1e6,
+        "first_trial": stats.trial, "verdict": front.verdict(stats).describe(),
     }
 
 
-def front_table(study: optuna.Study) -> pd.DataFrame:
-    rows = [trial_row(t) for t in front_trials(complete_trials(study))]
-    return pd.DataFrame(rows, columns=["trial", "genome", "top1", "macs_M", "params_M", "paper_label"])
+GENOME_COLUMNS = ["genome", "label", "top1_mean", "top1_std", "top1_ci95", "seeds", "macs_M", "params_M",
+                  "first_trial", "verdict"]
+
+
+def genomes_table(front: Front, members_only: bool = False) -> pd.DataFrame:
+    """One row per genome (or per front genome), best mean top-1 first."""
+    chosen = front.members if members_only else sorted(front.stats, key=lambda s: (-s.mean, s.trial))
+    return pd.DataFrame([genome_row(s, front) for s in chosen], columns=GENOME_COLUMNS)
 
 
 @dataclass(frozen=True)
 class PaperStatus:
     label: str
-    trial: int | None  # the study's trial of this configuration; None if it never completed
-    dominated_by: int | None  # a front trial that dominates it; None if it is on the front
+    stats: GenomeStats | None  # None if the configuration never completed
+    verdict: Verdict | None
 
     def describe(self) -> str:
-        if self.trial is None:
+        if self.stats is None:
             return f"{self.label}: not trained to completion in this study"
-        if self.dominated_by is None:
-            return f"{self.label}: on the front (trial {self.trial})"
-        return f"{self.label}: dominated by trial {self.dominated_by} (trial {self.trial})"
+        s = self.stats
+        spread = f" ± {s.std:.1f}" if s.std is not None else ""
+        return f"{self.label}: top-1 {s.mean:.1f}{spread}% over {s.n} seed(s); {self.verdict.describe()}"
 
 
-def paper_status(study: optuna.Study, labels: list[str]) -> list[PaperStatus]:
-    """For each paper configuration label, its trial and whether the front contains it."""
-    trials = complete_trials(study)
-    front = front_trials(trials)
-    by_label = {t.user_attrs["paper_label"]: t for t in trials if t.user_attrs.get("paper_label")}
-    statuses = []
-    for label in labels:
-        trial = by_label.get(label)
-        if trial is None:
-            statuses.append(PaperStatus(label, None, None))
-            continue
-        dominator = next((f for f in front if dominates(f.values, trial.values)), None)
-        statuses.append(PaperStatus(label, trial.number, None if dominator is None else dominator.number))
-    return statuses
+def paper_status(front: Front, labels: list[str]) -> list[PaperStatus]:
+    """Each paper configuration's statistics and verdict."""
+    by_label = {s.label: s for s in front.stats if s.label}
+    return [PaperStatus(label, by_label.get(label), front.verdict(by_label[label]) if label in by_label else None)
+            for label in labels]

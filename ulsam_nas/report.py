@@ -1,31 +1,41 @@
-"""python -m ulsam_nas.report: the study's front as an offline HTML report, CSV tables and a summary.
+"""python -m ulsam_nas.report: the study's front over seeds as an offline HTML report, CSV tables and a summary.
 
     python -m ulsam_nas.report --study studies/mv2-synthetic [--out DIR]
 
-Writes ``report.html`` (Plotly, with plotly.js embedded so it opens offline): top-1 against
-MACs and against params with the front highlighted, every paper configuration marked and
-labelled as the paper writes it, the vanilla backbone marked, the hypervolume history and the
-Pareto table; ``trials.csv`` (every trial) and ``pareto.csv``. Prints a summary: front size,
-hypervolume, the knee of the front, and where each paper configuration sits.
+A trial is one (genome, seed) training; the report is about genomes: each one's top-1 is the
+mean over its COMPLETE seeds, and the front is the one beyond seed noise (``front.py``). Every
+top-1 is measured on the validation split held out from the training images, except the final
+test figures (``--final`` of the search: retrained on train+val, evaluated on the test split).
+
+Writes ``report.html`` (Plotly, with plotly.js embedded so it opens offline): the seed noise σ,
+mean top-1 against MACs and against params with 95% confidence intervals of the mean, the front
+highlighted, every paper configuration marked and labelled as the paper writes it, the vanilla
+backbone marked, the hypervolume history on genome means, the front, the picks, the paper
+configurations' verdicts and, when present, the final test figures; ``trials.csv`` (every
+training), ``genomes.csv`` (every genome: mean, std, CI, seeds, costs, verdict, test figures)
+and ``pareto.csv`` (the front, same columns). Prints a summary: σ, front size, hypervolume,
+the knee, where each paper configuration sits, the test figures.
 
 Hypervolume is computed on normalised objectives, all minimised: 1 - top1/100, MACs / MACs_ref,
 params / params_ref, with the reference point (1, 1, 1), i.e. top-1 0%, and MACs and params
 1.25 x those of the vanilla backbone (at its widest width in the space and the study's class
-count). It is the share of that box the front dominates: comparable between studies of a space.
+count). It is the share of that box the genomes' mean points dominate: comparable between
+studies of a space.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import pandas as pd
 
-from .front import complete_trials, front_trials, paper_status, trial_row
+from .front import Front, GenomeStats, SeedNoise, genome_stats, genomes_table, paper_status, trial_seed
 
 REFERENCE_FACTOR = 1.25
 RULES = ("knee", "max-top1", "max-top1 macs<=X", "max-top1 params<=X")
@@ -87,183 +97,286 @@ def reference_for(study: optuna.Study) -> Reference:
     return Reference(REFERENCE_FACTOR * cost.macs, REFERENCE_FACTOR * cost.params)
 
 
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Pareto dominance of minimisation points: ``a`` differs from ``b`` and is nowhere worse."""
+    return a != b and a[0] <= b[0] and a[1] <= b[1] and a[2] <= b[2]
+
+
+def _nondominated(points: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+    """The undominated points; in lexicographic order a point can only be dominated by an earlier one."""
+    front: dict[str, tuple[float, ...]] = {}
+    for genome, point in sorted(points.items(), key=lambda item: item[1]):
+        if not any(_dominates(f, point) for f in front.values()):
+            front[genome] = point
+    return front
+
+
 def hypervolume_history(trials: list[optuna.trial.FrozenTrial], reference: Reference) -> list[tuple[int, float]]:
-    """(trial number, hypervolume of the front of COMPLETE trials up to it), in trial order."""
-    history, front = [], []
+    """(trial number, hypervolume of the genomes' mean points as of that trial), in trial order.
+
+    A COMPLETE trial moves one genome's mean, so the front of means is updated, not rebuilt:
+    hundreds of trials take well under a second. It is rebuilt only when a front genome's mean
+    falls, since the points it covered may come back."""
+    by_genome: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    points: dict[str, tuple[float, ...]] = {}
+    front: dict[str, tuple[float, ...]] = {}
+    history, volume = [], 0.0
     for trial in sorted(trials, key=lambda t: t.number):
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            point = reference.normalise(trial.values)
-            if not any(all(a <= b for a, b in zip(f, point)) for f in front):
-                front = [f for f in front if not all(a <= b for a, b in zip(point, f))] + [point]
-        history.append((trial.number, hypervolume(front)))
+        genome = trial.user_attrs.get("genome")
+        if trial.state == optuna.trial.TrialState.COMPLETE and genome is not None:
+            by_genome.setdefault(genome, []).append(trial)
+            old = points.get(genome)
+            point = points[genome] = reference.normalise(genome_stats(by_genome[genome])[0].values)
+            if genome in front and point[0] > old[0]:
+                front = _nondominated(points)
+            elif genome in front or not any(_dominates(f, point) for f in front.values()):
+                front = {g: f for g, f in front.items() if g != genome and not _dominates(point, f)}
+                front[genome] = point
+            volume = hypervolume(list(front.values()))
+        history.append((trial.number, volume))
     return history
 
 
 # -- choosing from the front ------------------------------------------------------------------
 
 
-def knee(front: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
-    """The front trial closest to the ideal point, each objective scaled to [0, 1] over the front."""
-    columns = list(zip(*[t.values for t in front]))
+def knee(members: list[GenomeStats]) -> GenomeStats:
+    """The front genome closest to the ideal point, mean top-1 and costs each scaled to [0, 1] over the front."""
+    columns = list(zip(*[s.values for s in members]))
     lows, highs = [min(c) for c in columns], [max(c) for c in columns]
 
-    def distance(trial: optuna.trial.FrozenTrial) -> float:
-        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(trial.values, lows, highs)]
+    def distance(stats: GenomeStats) -> float:
+        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(stats.values, lows, highs)]
         shortfall = [1 - scaled[0], scaled[1], scaled[2]]  # 0 is ideal: top-1 high, costs low
         return math.sqrt(sum(x * x for x in shortfall))
 
-    return min(front, key=lambda t: (distance(t), t.number))
+    return min(members, key=lambda s: (distance(s), s.trial))
 
 
-def pick(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial:
-    """A COMPLETE trial of ``study`` by ``rule``: ``knee``, ``max-top1``, or ``max-top1 macs<=X`` /
-    ``max-top1 params<=X`` (X like 250e6 or 250M). ValueError if nothing qualifies."""
-    front = front_trials(complete_trials(study))
-    if not front:
+def pick(study: optuna.Study, rule: str) -> GenomeStats:
+    """A genome of the study's front beyond seed noise by ``rule``, on mean top-1: ``knee``,
+    ``max-top1``, or ``max-top1 macs<=X`` / ``max-top1 params<=X`` (X like 250e6 or 250M).
+    ValueError if nothing qualifies."""
+    members = Front.of_study(study).members
+    if not members:
         raise ValueError(f"study {study.study_name!r} has no complete trial to pick from")
     rule = rule.strip()
     if rule == "knee":
-        return knee(front)
+        return knee(members)
     if rule == "max-top1":
-        return front[0]
+        return members[0]  # best mean first; the best mean is never clearly dominated
     match = _CONSTRAINED.match(rule)
     if not match:
         raise ValueError(f"unknown rule {rule!r}; use one of: {', '.join(RULES)}")
     limit = float(match["limit"]) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[match["unit"].upper()]
-    index = 1 if match["objective"].lower() == "macs" else 2
-    feasible = [t for t in front if t.values[index] <= limit]
+    objective = match["objective"].lower()
+    feasible = [s for s in members if s.costs[0 if objective == "macs" else 1] <= limit]
     if not feasible:
-        raise ValueError(f"no complete trial has {match['objective']} <= {limit:g}")
+        raise ValueError(f"no front genome has {objective} <= {limit:g}")
     return feasible[0]
 
 
 # -- the report ---------------------------------------------------------------------------------
 
+TRIAL_COLUMNS = ["trial", "state", "genome", "label", "seed", "repeat_of", "reused_from", "top1", "macs", "params",
+                 "seconds", "failure"]
+FINAL_SECTION = "Test split (final retraining on train+val)"
+
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per training (trial), its own values: the seed-level data behind genomes.csv."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         values = t.values if t.state == optuna.trial.TrialState.COMPLETE else [None, None, None]
         rows.append({
             "trial": t.number, "state": t.state.name, "genome": t.user_attrs.get("genome", ""),
-            "label": t.user_attrs.get("paper_label", ""), "top1": values[0], "macs": values[1], "params": values[2],
+            "label": t.user_attrs.get("paper_label", ""), "seed": trial_seed(t), "repeat_of": t.user_attrs.get("repeat_of"),
+            "reused_from": t.user_attrs.get("reused_from"), "top1": values[0], "macs": values[1], "params": values[2],
             "seconds": t.user_attrs.get("seconds"), "failure": t.user_attrs.get("failure") or t.user_attrs.get("infeasible", ""),
         })
-    return pd.DataFrame(rows, columns=["trial", "state", "genome", "label", "top1", "macs", "params", "seconds", "failure"])
+    # Nullable integers, so the trial numbers read 3, not 3.0, beside the empty cells.
+    return pd.DataFrame(rows, columns=TRIAL_COLUMNS).astype({"repeat_of": "Int64", "reused_from": "Int64"})
+
+
+def final_tests(study: optuna.Study) -> dict[str, dict[str, list[float]]]:
+    """Test-split top-1 and top-5 per genome, one value per seed, from the search's ``--final``
+    retraining (``study.user_attrs["final_test"]``); empty without it."""
+    return {genome: {metric: [float(r[metric]) for r in by_seed.values()] for metric in ("top1", "top5")}
+            for genome, by_seed in study.user_attrs.get("final_test", {}).items()}
+
+
+def _spread(values: list[float] | tuple[float, ...]) -> str:
+    """Mean ± sample std over seeds, e.g. "43.00 ± 1.41% over 2 seeds"."""
+    std = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.2f}{std}% over {len(values)} seed{'s' if len(values) > 1 else ''}"
+
+
+def _named(stats: GenomeStats) -> str:
+    return stats.genome + (f" ({stats.label})" if stats.label else "")
 
 
 @dataclass
 class ReportSummary:
-    front_size: int
-    hypervolume: float
+    front_size: int  # genomes on the front beyond seed noise
+    hypervolume: float  # of the genomes' mean points
     reference: Reference
-    knee: optuna.trial.FrozenTrial
+    knee: GenomeStats
+    noise: SeedNoise
     paper_lines: list[str]
-    files: list[Path]
+    files: list[Path]  # every file the search uploads as a study artifact
+    final_lines: list[str] = field(default_factory=list)  # test-split figures, when the study has them
 
     def text(self) -> str:
-        knee_row = trial_row(self.knee)
+        k = self.knee
         lines = [
-            f"front: {self.front_size} architectures; hypervolume {self.hypervolume:.4f} ({self.reference.describe()})",
-            f"knee: trial {self.knee.number} {knee_row['genome']} top-1 {knee_row['top1']:.2f}%, "
-            f"{knee_row['macs_M']:.2f}M MACs, {knee_row['params_M']:.3f}M params",
+            self.noise.describe(),
+            f"front beyond seed noise: {self.front_size} genome{'s' * (self.front_size != 1)}; hypervolume "
+            f"{self.hypervolume:.4f} of the mean top-1 ({self.reference.describe()})",
+            f"knee: {_named(k)}: validation top-1 {_spread(k.top1s)}, {k.costs[0] / 1e6:.2f}M MACs, "
+            f"{k.costs[1] / 1e6:.3f}M params (first trial {k.trial})",
         ]
         if self.paper_lines:
-            lines += ["the paper's configurations:", *[f"  {line}" for line in self.paper_lines]]
+            lines += ["the paper's configurations (validation top-1):", *[f"  {line}" for line in self.paper_lines]]
+        if self.final_lines:
+            lines += [f"{FINAL_SECTION}:", *[f"  {line}" for line in self.final_lines]]
         lines.append("wrote " + ", ".join(str(f) for f in self.files))
         return "\n".join(lines)
 
 
-def _figure(front_ids: set[int], trials: list, reference: Reference, cost_index: int, title: str):
-    import plotly.graph_objects as go
-
-    axis = "MACs (M)" if cost_index == 1 else "params (M)"
-    figure = go.Figure()
-    others = [t for t in trials if t.number not in front_ids]
-    front = sorted([t for t in trials if t.number in front_ids], key=lambda t: t.values[cost_index])
-
-    def hover(t) -> str:
-        label = t.user_attrs.get("paper_label", "")
-        return f"trial {t.number}<br>{t.user_attrs.get('genome', '')}" + (f"<br>{label}" if label else "")
-
-    # The front is three-dimensional: in each two-objective view its points need not form a
-    # staircase, so they are marked rather than joined.
-    figure.add_scatter(x=[t.values[cost_index] / 1e6 for t in others], y=[t.values[0] for t in others],
-                       mode="markers", name="trials", marker={"color": "#9aa5b1", "size": 6},
-                       text=[hover(t) for t in others], hoverinfo="text")
-    figure.add_scatter(x=[t.values[cost_index] / 1e6 for t in front], y=[t.values[0] for t in front],
-                       mode="markers", name="Pareto front (top-1, MACs, params)",
-                       marker={"size": 10, "color": "#d64545"}, text=[hover(t) for t in front], hoverinfo="text")
-    paper = [t for t in trials if t.user_attrs.get("paper_label")]
-    vanilla = [t for t in paper if t.user_attrs.get("genome", "").endswith("()")]
-    labelled = [t for t in paper if t not in vanilla]
-    figure.add_scatter(x=[t.values[cost_index] / 1e6 for t in labelled], y=[t.values[0] for t in labelled],
-                       mode="markers+text", name="paper configurations",
-                       marker={"symbol": "diamond-open", "size": 11, "color": "#1f6feb", "line": {"width": 2}},
-                       text=[_paper_label(t) for t in labelled], textposition="top center",
-                       textfont={"size": 9}, hovertext=[hover(t) for t in labelled], hoverinfo="text")
-    figure.add_scatter(x=[t.values[cost_index] / 1e6 for t in vanilla], y=[t.values[0] for t in vanilla],
-                       mode="markers+text", name="vanilla backbone", text=[_paper_label(t) for t in vanilla],
-                       textposition="bottom center", marker={"symbol": "star", "size": 15, "color": "#111"},
-                       hoverinfo="text", hovertext=[hover(t) for t in vanilla])
-    figure.update_layout(title=title, xaxis_title=axis, yaxis_title="top-1 (%)", template="plotly_white",
-                         height=560, legend={"orientation": "h", "y": -0.15})
-    return figure
-
-
-def _paper_label(trial) -> str:
+def _paper_label(label: str) -> str:
     """The paper's way of writing a configuration: "(13, 14, 16, 17) g=4", "vanilla"."""
-    label = trial.user_attrs.get("paper_label", "")
     parts = label.split(" ", 1)
     text = parts[1] if len(parts) > 1 else label
     width, _, rest = text.partition(" ")
     return rest if width == "1.0" and rest else text
 
 
-def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
-    """Write report.html, trials.csv and pareto.csv to ``out_dir``; ValueError without a
-    complete trial."""
+def _figure(front: Front, verdicts: dict[str, str], cost_index: int, title: str):
+    """Mean top-1 of every genome against one cost, with the 95% CI of the mean as error bars."""
     import plotly.graph_objects as go
 
-    trials = complete_trials(study)
-    if not trials:
+    sigma = front.noise.sigma
+    members = {m.genome for m in front.members}
+    figure = go.Figure()
+
+    def hover(s: GenomeStats) -> str:
+        return (f"{_named(s)}<br>validation top-1 {_spread(s.top1s)} (95% CI ± {s.ci95(sigma):.2f})<br>"
+                f"{s.costs[0] / 1e6:.2f}M MACs, {s.costs[1] / 1e6:.3f}M params<br>{verdicts[s.genome]}")
+
+    def add(stats: list[GenomeStats], **style) -> None:
+        figure.add_scatter(x=[s.costs[cost_index] / 1e6 for s in stats], y=[s.mean for s in stats],
+                           hovertext=[hover(s) for s in stats], hoverinfo="text", **style)
+
+    # The front is three-dimensional: in each two-objective view its points need not form a
+    # staircase, so they are marked rather than joined. Seed counts above one are written beside
+    # the points (mostly front genomes: repeats go to contenders).
+    for on_front, name, color, size in ((False, "genomes", "#9aa5b1", 6), (True, "front beyond seed noise", "#d64545", 10)):
+        stats = [s for s in front.stats if (s.genome in members) == on_front]
+        add(stats, mode="markers+text", name=name, marker={"size": size, "color": color},
+            error_y={"type": "data", "array": [s.ci95(sigma) for s in stats], "color": color, "thickness": 1.2, "width": 3},
+            text=[f"n={s.n}" if s.n > 1 else "" for s in stats], textposition="middle right",
+            textfont={"size": 9, "color": color})
+    paper = [s for s in front.stats if s.label]
+    vanilla = [s for s in paper if s.genome.endswith("()")]
+    labelled = [s for s in paper if s not in vanilla]
+    add(labelled, mode="markers+text", name="paper configurations", text=[_paper_label(s.label) for s in labelled],
+        marker={"symbol": "diamond-open", "size": 13, "color": "#1f6feb", "line": {"width": 2}},
+        textposition="top left", textfont={"size": 9})
+    add(vanilla, mode="markers+text", name="vanilla backbone", text=[_paper_label(s.label) for s in vanilla],
+        textposition="bottom center", marker={"symbol": "star", "size": 15, "color": "#111"})
+    figure.update_layout(
+        title=f"{title}<br><sub>one point per genome at its mean validation top-1; error bars: 95% CI of the mean over "
+              f"seeds; n=seeds where more than one</sub>",
+        xaxis_title="MACs (M)" if cost_index == 0 else "params (M)", yaxis_title="validation top-1 (%), mean over seeds",
+        template="plotly_white", height=600, legend={"orientation": "h", "y": -0.15})
+    return figure
+
+
+def _final_rows(front: Front, tests: dict[str, dict[str, list[float]]]) -> list[dict]:
+    """Each finally retrained genome's validation figure from the search beside its test figures."""
+    by_genome = front.by_genome()
+    rows = []
+    for genome, test in tests.items():
+        stats = by_genome.get(genome)
+        rows.append({"genome": genome, "label": stats.label if stats else "",
+                     "validation top-1": _spread(stats.top1s) if stats else "not in this study",
+                     "test top-1": _spread(test["top1"]), "test top-5": _spread(test["top5"])})
+    return rows
+
+
+def _with_tests(table: pd.DataFrame, tests: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """genomes_table plus the test-split top-1 of the genomes that were finally retrained (else empty)."""
+    top1 = [tests.get(genome, {}).get("top1", []) for genome in table["genome"]]
+    return table.assign(test_top1_mean=[statistics.fmean(v) if v else None for v in top1],
+                        test_top1_std=[statistics.stdev(v) if len(v) > 1 else None for v in top1],
+                        test_seeds=pd.array([len(v) or None for v in top1], dtype="Int64"))
+
+
+def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
+    """Write report.html, trials.csv, genomes.csv and pareto.csv to ``out_dir``; ValueError
+    without a complete trial."""
+    import plotly.graph_objects as go
+
+    front = Front.of_study(study)
+    if not front.stats:
         raise ValueError(f"study {study.study_name!r} has no finished trial with results yet")
     out_dir.mkdir(parents=True, exist_ok=True)
-    front = front_trials(trials)
-    front_ids = {t.number for t in front}
+    trials = study.get_trials(deepcopy=False)
     reference = reference_for(study)
-    history = hypervolume_history(study.get_trials(deepcopy=False), reference)
-    labels = [t.user_attrs["paper_label"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("paper_label")]
-    statuses = [s for s in paper_status(study, list(dict.fromkeys(labels))) if s.trial is not None]
+    history = hypervolume_history(trials, reference)
+    labels = [t.user_attrs["paper_label"] for t in trials if t.user_attrs.get("paper_label")]
+    statuses = [s for s in paper_status(front, list(dict.fromkeys(labels))) if s.stats is not None]
+    tests = final_tests(study)
 
-    pareto = pd.DataFrame([trial_row(t) for t in front])
+    genomes = _with_tests(genomes_table(front), tests)
+    pareto = genomes.set_index("genome").loc[[m.genome for m in front.members]].reset_index()
     trials_frame(study).to_csv(out_dir / "trials.csv", index=False)
+    genomes.to_csv(out_dir / "genomes.csv", index=False)
     pareto.to_csv(out_dir / "pareto.csv", index=False)
 
+    verdicts = dict(zip(genomes["genome"], genomes["verdict"]))
     hv_figure = go.Figure(go.Scatter(x=[n for n, _ in history], y=[v for _, v in history], mode="lines",
                                      line={"shape": "hv"}))
-    hv_figure.update_layout(title=f"Hypervolume history ({reference.describe()})", xaxis_title="trial",
-                            yaxis_title="hypervolume (share of the reference box)", template="plotly_white", height=420)
-    chosen = knee(front)
+    hv_figure.update_layout(title=f"Hypervolume history of the genomes' mean top-1 ({reference.describe()})",
+                            xaxis_title="trial", yaxis_title="hypervolume (share of the reference box)",
+                            template="plotly_white", height=420)
+    chosen = knee(front.members)
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    final_rows = _final_rows(front, tests)
+    final_lines = [r["genome"] + (f" ({r['label']})" if r["label"] else "")
+                   + f": validation {r['validation top-1']}; test {r['test top-1']}" for r in final_rows]
+    table = {"index": False, "float_format": lambda v: f"{v:.3f}", "na_rep": ""}
+    split = ("every top-1 figure is measured on the validation split, held out from the training images"
+             + (f", except in the section “{FINAL_SECTION}”." if tests else "."))
     parts = [
         f"<h1>ULSAM placement search: {study.study_name}</h1>",
-        f"<p>{len(study.trials)} trials, {len(trials)} complete; front of {len(front)}; hypervolume "
-        f"{history[-1][1]:.4f}. Knee: trial {chosen.number} <code>{chosen.user_attrs.get('genome', '')}</code>.</p>",
-        _figure(front_ids, trials, reference, 1, "top-1 vs MACs at 224 px").to_html(full_html=False, include_plotlyjs=True),
-        _figure(front_ids, trials, reference, 2, "top-1 vs params").to_html(full_html=False, include_plotlyjs=False),
+        f"<p><strong>{front.noise.describe()}</strong>; {split}</p>",
+        f"<p>{len(trials)} trials ({complete} complete) over {len(front.stats)} genomes; front beyond seed noise: "
+        f"{len(front.members)}; hypervolume of the mean top-1 {history[-1][1]:.4f}. "
+        f"Knee: <code>{_named(chosen)}</code>.</p>",
+        _figure(front, verdicts, 0, "top-1 vs MACs at 224 px").to_html(full_html=False, include_plotlyjs=True),
+        _figure(front, verdicts, 1, "top-1 vs params").to_html(full_html=False, include_plotlyjs=False),
         hv_figure.to_html(full_html=False, include_plotlyjs=False),
-        "<h2>Pareto front</h2>", pareto.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+        "<h2>Pareto front beyond seed noise</h2><p>Every genome that no genome clearly dominates: at no higher cost "
+        f"(within {front.tolerance:.0%}) and a mean top-1 higher by more than the 95% margin. All genomes: "
+        "<code>genomes.csv</code>.</p>",
+        pareto.to_html(**table),
         "<h2>Picks</h2><p>What <code>python -m ulsam_nas.export --trial RULE</code> takes:</p><ul>"
-        + "".join(f"<li><code>{rule}</code>: trial {t.number} <code>{t.user_attrs.get('genome', '')}</code>, "
-                  f"top-1 {t.values[0]:.2f}%</li>" for rule, t in (("knee", chosen), ("max-top1", front[0]))) + "</ul>",
+        + "".join(f"<li><code>{rule}</code>: <code>{_named(s)}</code>, validation top-1 {_spread(s.top1s)}</li>"
+                  for rule, s in (("knee", chosen), ("max-top1", front.members[0]))) + "</ul>",
         "<h2>The paper's configurations</h2><ul>" + "".join(f"<li>{s.describe()}</li>" for s in statuses) + "</ul>",
     ]
+    if tests:
+        parts += [f"<h2>{FINAL_SECTION}</h2><p>The chosen genomes retrained on train+val with their seeds and "
+                  "evaluated once on the test split, beside their validation figures from the search.</p>",
+                  pd.DataFrame(final_rows).to_html(index=False)]
     html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ULSAM search report</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>" + "\n".join(parts) + "</body></html>")
     (out_dir / "report.html").write_text(html, encoding="utf-8")
-    files = [out_dir / "report.html", out_dir / "trials.csv", out_dir / "pareto.csv"]
-    return ReportSummary(len(front), history[-1][1], reference, chosen, [s.describe() for s in statuses], files)
+    files = [out_dir / name for name in ("report.html", "trials.csv", "genomes.csv", "pareto.csv")]
+    return ReportSummary(len(front.members), history[-1][1], reference, chosen, front.noise,
+                         [s.describe() for s in statuses], files, final_lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,14 @@
 """python -m ulsam_nas.search: map the accuracy vs MACs/params front of ULSAM placements.
 
-    python -m ulsam_nas.search --space mv2 --budget 200 [--dataset cub200:/data/CUB_200_2011]
+    python -m ulsam_nas.search --space mv2 --budget 200 [--dataset cub200:/data/CUB_200_2011] [--repeats 3]
 
 Ray Tune runs the proxy trainings (GPUs when there are any, an existing cluster with
 --address), Optuna chooses the genomes, and the study lives in an SQLAlchemy storage (an SQLite
-file in the study folder by default) that optuna-dashboard reads live. Running the same command
-again resumes: the study keeps every finished trial and ends with --budget of them.
+file in the study folder by default) that optuna-dashboard reads live. A trial is one (genome,
+seed) training, scored on a validation split held out from the training images; genomes on the
+front, or within noise of it, get more seeds (--repeats), and the front counts only differences
+beyond the measured seed noise. Running the same command again resumes: the study keeps every
+finished trial and ends with --budget of them.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 from pathlib import Path
 
 from .cli import ArgumentParser, fail
-
-SAMPLERS = ("nsga2", "tpe", "random", "gp")
+from .data import VAL_FRACTION
+from .front import COST_TOLERANCE
+from .ledger import SAMPLERS
 
 
 def _parser() -> ArgumentParser:
@@ -28,8 +32,20 @@ def _parser() -> ArgumentParser:
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic (default), food101, cub200, dogs, folder")
     p.add_argument("--fidelity", choices=("smoke", "proxy", "full"), default=None,
                    help="training per trial (default: proxy with a GPU, smoke without)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler (default nsga2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default 0)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the sampler's seed; a genome's k-th training uses seed + k (default 0)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="seeds for every genome on the front or within noise of it; every training counts toward "
+                        "--budget; 1: one seed per genome (default 3)")
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                   help="share of the training images held out (stratified, fixed per data set) to score trials "
+                        f"on (default {VAL_FRACTION})")
+    p.add_argument("--cost-tolerance", type=float, default=COST_TOLERANCE,
+                   help=f"relative difference below which costs count as equal on the front (default {COST_TOLERANCE})")
+    p.add_argument("--final", type=int, default=0, metavar="K",
+                   help="after the search, train the top-K picks on train+val with their seeds and report their "
+                        "top-1 on the test split (default 0: the test split is not touched)")
     p.add_argument("--study", type=Path, default=None, help="study folder (default studies/<space>-<dataset>)")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL of the study storage (default sqlite:///<study folder>/study.db)")
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     import optuna
 
-    from .data import DataSpec, load_images
+    from .data import DataSpec, load_images, train_val_indices
     from .data.layouts import READERS
     from .fidelity import get_fidelity
     from .spaces import load_space
@@ -116,9 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         space = load_space(args.space)
         if args.budget < 1:
             fail(f"--budget must be at least 1, got {args.budget}")
+        if args.repeats < 1:
+            fail(f"--repeats must be at least 1, got {args.repeats}")
+        if args.final < 0:
+            fail(f"--final must be 0 or more, got {args.final}")
+        if not 0 <= args.cost_tolerance < 0.5:
+            fail(f"--cost-tolerance must be in [0, 0.5), got {args.cost_tolerance}")
         data = DataSpec.parse(args.dataset)
+        # The search never reads the test split; only --final does.
+        splits = ("train", "test") if args.final else ("train",)
         if data.name in READERS:
-            for split in ("train", "test"):
+            for split in splits:
                 READERS[data.name](data.root, split)  # the layout, before anything starts
         for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial),
                             ("--concurrency", args.concurrency), ("--max-macs", args.max_macs),
@@ -152,20 +176,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fidelity = get_fidelity(args.fidelity or ("proxy" if cluster_gpus else "smoke"), space.backbone)
         print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
-        num_classes = len(load_images(data, "train", fidelity.resolution).classes)
-        load_images(data, "test", fidelity.resolution)
+        train_images = load_images(data, "train", fidelity.resolution)
+        train_val_indices(train_images.labels.numpy(), args.val_fraction)
+        num_classes = len(train_images.classes)
+        if args.final:
+            load_images(data, "test", fidelity.resolution)
     except ValueError as error:
         fail(str(error))
     config = SearchConfig(
         space=space, data=data, num_classes=num_classes, fidelity=fidelity, budget=args.budget,
         storage_url=storage_url, study_name=args.study_name or name, study_dir=study_dir, sampler=args.sampler,
-        seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, concurrency=concurrency,
+        seed=args.seed, repeats=args.repeats, val_fraction=args.val_fraction, cost_tolerance=args.cost_tolerance,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, concurrency=concurrency,
         max_macs=args.max_macs, max_params=args.max_params, early_stop=args.early_stop,
         paper_seeds=not args.no_paper_seeds,
     )
-    print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget}, sampler "
-          f"{args.sampler}, {concurrency} trial(s) at once ({args.cpus_per_trial:g} CPU, {gpus_per_trial:g} GPU each)",
-          file=sys.stderr)
+    print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget} trainings, "
+          f"up to {args.repeats} seed(s) per contender, sampler {args.sampler}, {concurrency} trial(s) at once "
+          f"({args.cpus_per_trial:g} CPU, {gpus_per_trial:g} GPU each); top-1 on {args.val_fraction:.0%} of the "
+          f"training images held out for validation", file=sys.stderr)
     write_pointer(study_dir, storage_url, config.study_name, space.name)
     try:
         study = run_search(config)
@@ -174,24 +203,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 130
-    print_result(study, space, storage_url, study_dir)
     if finished_count(study) < args.budget:  # Ctrl-C: Ray Tune stopped the run early
+        print_result(study, space, storage_url, study_dir, args.repeats)
         print("\ninterrupted before the budget: run the same command again to continue", file=sys.stderr)
         return 130
+    if args.final:
+        from .final import run_final
+
+        run_final(study, args.final, data, fidelity, config.resources)
+    print_result(study, space, storage_url, study_dir, args.repeats)
     return 0
 
 
-def print_result(study, space, storage_url: str, study_dir: Path) -> None:
+def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) -> None:
+    import optuna
     import pandas as pd
 
-    from .front import front_table, paper_status
+    from .front import Front, genomes_table, paper_status
+    from .report import write_report
+    from .studies import artifact_store
 
-    table = front_table(study)
-    print(f"\nPareto front of {study.study_name!r} ({len(table)} architectures; top-1 %, MACs and params at 224 px):")
+    front = Front.of_study(study)
+    print(f"\n{front.noise.describe()}")
+    table = genomes_table(front, members_only=True)[["genome", "label", "top1_mean", "top1_std", "seeds", "macs_M",
+                                                      "params_M"]]
+    print(f"\nFront of {study.study_name!r} beyond seed noise ({len(table)} genomes; top-1 % on the validation split, "
+          f"mean and std over seeds; MACs and params at 224 px):")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}") if len(table) else "(no complete trial yet)")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
+              else "(no complete trial yet)")
+    short = [m.genome for m in front.members if m.n < repeats]
+    if short:
+        print(f"{len(short)} front genome(s) have fewer than {repeats} seeds (the budget ended first): "
+              f"a larger --budget confirms them")
     labels = [label for genome, label in space.paper_genomes() if space.contains(genome)]
-    statuses = [s for s in paper_status(study, labels) if s.trial is not None]
+    statuses = [s for s in paper_status(front, labels) if s.stats is not None]
     if statuses:
         print("\nThe paper's configurations:")
         for status in statuses:
@@ -203,18 +249,13 @@ def print_result(study, space, storage_url: str, study_dir: Path) -> None:
             shown = f"sqlite:///{path.relative_to(Path.cwd())}"
         except ValueError:
             pass
-    from .report import write_report
-    from .studies import artifact_store
-
     try:
         summary = write_report(study, study_dir / "report")
     except ValueError:
         summary = None  # no complete trial yet: nothing to report
     if summary is not None:
-        import optuna
-
-        print(f"\nhypervolume {summary.hypervolume:.4f} ({summary.reference.describe()})")
-        print(f"report: {summary.files[0]} (and trials.csv, pareto.csv beside it)")
+        print(f"\nhypervolume of the genome means {summary.hypervolume:.4f} ({summary.reference.describe()})")
+        print(f"report: {summary.files[0]} (and {', '.join(f.name for f in summary.files[1:])} beside it)")
         store = artifact_store(study_dir)
         for path in summary.files:
             optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)

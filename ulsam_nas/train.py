@@ -4,7 +4,11 @@ Also the command line for training one architecture, e.g. the one the search pic
 fidelity:
 
     python -m ulsam_nas.train --space mv2 --genome "(16, 17)" --g 4 --dataset cub200:/data/CUB_200_2011 \\
-        --fidelity proxy [--epochs N] [--save weights.safetensors]
+        --fidelity proxy [--epochs N] [--evaluate-on {test,val}] [--save weights.safetensors]
+
+The search trains with ``evaluate_on="val"`` (it selects on images held out from the train
+split); the test split is read only to report a chosen architecture (``evaluate_on="test"``,
+this command's default).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from .data import DataError, DataSpec, load_images, stratified_subset
+from .data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, stratified_subset, train_val_indices
 from .data.loader import BatchLoader
 from .fidelity import NAMES as FIDELITY_NAMES
 from .fidelity import Fidelity, get_fidelity
@@ -30,6 +35,7 @@ from .model import PlacedNet, build_model
 
 log = logging.getLogger(__name__)
 Report = Callable[[int, dict], None]
+EVALUATE_ON = ("test", "val")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,8 +44,9 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    top1: float  # % on the test split after the last epoch
+    top1: float  # % on ``split`` after the last epoch
     top5: float
+    split: str  # where top1 and top5 were measured: "val" (held out from the train split) or "test"
     epochs: int
     seconds: float
     images_per_second: float  # training images per second of training steps
@@ -114,22 +121,40 @@ def evaluate(model: nn.Module, loader: BatchLoader, autocast: contextlib.Abstrac
 def train(
     genome: Genome, data: DataSpec | str = "synthetic", fidelity: Fidelity | str = "smoke", seed: int = 0,
     report: Report | None = None, device: torch.device | str | None = None, progress: bool = False,
+    evaluate_on: str = "test", val_fraction: float = VAL_FRACTION,
 ) -> TrainResult:
     """Train ``genome`` from scratch on ``data`` at ``fidelity`` and evaluate after every epoch.
+
+    ``evaluate_on="val"`` (what the search selects on): train on the train split less a
+    validation split (``val_fraction`` of every class, the same for every trial, see
+    ``train_val_indices``) and evaluate on that validation split; the test split is never read.
+    ``evaluate_on="test"`` (reporting a chosen architecture): train on the whole train split
+    and evaluate on the test split. The fidelity's subsets are stratified draws from these.
 
     ``report(epoch, metrics)`` is called after each epoch with top1, top5, loss, epoch,
     seconds and images_per_second (Ray Tune's schedulers stop trials from it). Deterministic
     for a seed on the CPU. On CUDA: bf16 autocast and channels-last. Raises
-    NonFiniteLossError if the loss becomes NaN or infinite, DataError for unusable data.
+    NonFiniteLossError if the loss becomes NaN or infinite, DataError for unusable data,
+    ValueError for a bad ``evaluate_on`` or ``val_fraction``.
     """
+    if evaluate_on not in EVALUATE_ON:
+        raise ValueError(f"evaluate_on must be one of {EVALUATE_ON}, got {evaluate_on!r}")
+    check_val_fraction(val_fraction)  # before decoding anything, whichever the split
     fidelity = get_fidelity(fidelity, genome.backbone) if isinstance(fidelity, str) else fidelity
     data = DataSpec.parse(data) if isinstance(data, str) else data
     device = torch.device(device) if device is not None else default_device()
     cuda = device.type == "cuda"
     train_set = load_images(data, "train", fidelity.resolution)
-    test_set = load_images(data, "test", fidelity.resolution)
-    if test_set.classes != train_set.classes:
-        raise DataError(f"{data.name}: the train and test splits list different classes")
+    train_labels = train_set.labels.numpy()
+    if evaluate_on == "val":
+        fit_indices, eval_indices = train_val_indices(train_labels, val_fraction)
+        eval_set = train_set
+    else:
+        fit_indices = np.arange(len(train_set))
+        eval_set = load_images(data, "test", fidelity.resolution)
+        eval_indices = np.arange(len(eval_set))
+        if eval_set.classes != train_set.classes:
+            raise DataError(f"{data.name}: the train and test splits list different classes")
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -137,16 +162,16 @@ def train(
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     train_loader = BatchLoader(
-        train_set, torch.from_numpy(stratified_subset(train_set.labels.numpy(), fidelity.train_subset)),
+        train_set, _stratified(train_labels, fit_indices, fidelity.train_subset),
         fidelity.batch_size, device, train=True, generator=generator, memory_format=memory_format,
         crop_scale=fidelity.crop_scale,
     )
-    test_loader = BatchLoader(
-        test_set, torch.from_numpy(stratified_subset(test_set.labels.numpy(), fidelity.test_subset)),
+    eval_loader = BatchLoader(
+        eval_set, _stratified(eval_set.labels.numpy(), eval_indices, fidelity.test_subset),
         max(fidelity.batch_size, 256), device, train=False, memory_format=memory_format,
     )
     recalibration_loader = BatchLoader(
-        train_set, torch.from_numpy(stratified_subset(train_set.labels.numpy(), fidelity.recalibration_images)),
+        train_set, _stratified(train_labels, fit_indices, fidelity.recalibration_images),
         256, device, train=False, memory_format=memory_format,
     ) if fidelity.recalibration_images else None
     optimizer = torch.optim.SGD(model.parameters(), lr=fidelity.lr, momentum=fidelity.momentum,
@@ -194,7 +219,7 @@ def train(
         if recalibration_loader is not None:
             with autocast:
                 recalibrate_batchnorm(model, recalibration_loader)
-        top1, top5 = evaluate(model, test_loader, autocast)
+        top1, top5 = evaluate(model, eval_loader, autocast)
         elapsed = time.perf_counter() - started
         metrics = {"epoch": epoch, "top1": top1, "top5": top5, "loss": mean_loss, "seconds": elapsed,
                    "images_per_second": images_seen / max(step_seconds, 1e-9)}
@@ -204,10 +229,16 @@ def train(
         if report is not None:
             report(epoch, metrics)
     return TrainResult(
-        top1=top1, top5=top5, epochs=fidelity.epochs, seconds=time.perf_counter() - started,
+        top1=top1, top5=top5, split=evaluate_on, epochs=fidelity.epochs, seconds=time.perf_counter() - started,
         images_per_second=images_seen / max(step_seconds, 1e-9),
         data_wait_share=wait_seconds / max(step_seconds, 1e-9), model=model,
     )
+
+
+def _stratified(labels: np.ndarray, indices: np.ndarray, count: int | None) -> torch.Tensor:
+    """``count`` of ``indices`` (all if None) with the classes of ``labels[indices]`` in
+    proportion: a fidelity's subset drawn from the images of one role, never across roles."""
+    return torch.from_numpy(indices[stratified_subset(labels[indices], count)])
 
 
 def _progress(total: int, description: str, enabled: bool):
@@ -249,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", choices=FIDELITY_NAMES, default=None,
                         help="smoke, proxy or full (default: proxy with a GPU, smoke without)")
     parser.add_argument("--epochs", type=int, default=None, help="override the fidelity's number of epochs")
+    parser.add_argument("--evaluate-on", choices=EVALUATE_ON, default="test",
+                        help="test: train on the whole train split, report on the test split (default; for a chosen "
+                             "architecture); val: hold out --val-fraction of the train split and evaluate there "
+                             "(what the search selects on)")
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                        help=f"share of each class's training images held out with --evaluate-on val (default {VAL_FRACTION})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--save", type=Path, default=None,
@@ -257,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
+        check_val_fraction(args.val_fraction)
         space = load_space(args.space)
         genome = genome_from_cli(args.genome, args.g, args.width, space)
         fidelity_name = args.fidelity or ("proxy" if torch.cuda.is_available() else "smoke")
@@ -268,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training {genome} on {data} at fidelity {fidelity.name} "
               f"({fidelity.resolution}px, width x{fidelity.width_mult}, {fidelity.epochs} epochs) on {device}",
               file=sys.stderr)
-        result = train(genome, data, fidelity, seed=args.seed, device=device, progress=True)
-    except ValueError as error:  # bad genome, space, data set or fidelity (DataError, SpaceError)
+        result = train(genome, data, fidelity, seed=args.seed, device=device, progress=True,
+                       evaluate_on=args.evaluate_on, val_fraction=args.val_fraction)
+    except ValueError as error:  # bad genome, space, data set, fidelity or val fraction (DataError, SpaceError)
         fail(str(error))
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -277,12 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.save is not None:
         metadata = {"genome": str(genome), "num_classes": str(result.model.head[-1].out_features),
                     "fidelity": json.dumps(asdict(fidelity)), "dataset": str(data), "seed": str(args.seed),
-                    "top1": f"{result.top1:.4f}", "top5": f"{result.top5:.4f}"}
+                    "top1": f"{result.top1:.4f}", "top5": f"{result.top5:.4f}", "split": result.split}
         save_weights(result.model, args.save, metadata)
     if args.json:
         print(json.dumps({"genome": str(genome), **result.metrics()}))
     else:
-        print(f"{genome}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  "
+        split = "validation" if result.split == "val" else "test"
+        print(f"{genome}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}% on the {split} split  "
               f"({result.epochs} epochs, {result.seconds:.1f} s, {result.images_per_second:.0f} images/s)")
         if args.save is not None:
             print(f"weights written to {args.save}")

@@ -5,6 +5,9 @@
     cub200:ROOT          CUB-200-2011        (images.txt, image_class_labels.txt, ...)
     dogs:ROOT            Stanford Dogs       (Images/, lists/{train,test}_list.mat)
     folder:ROOT          ROOT/train/<class>/*, ROOT/val/<class>/*
+
+The search selects on a validation split held out of the train split (``train_val_indices``),
+never on the test split.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from .layouts import READERS, SPLITS, DataError
 
 log = logging.getLogger(__name__)
 NAMES = ("synthetic", *READERS)
+VAL_FRACTION = 0.1  # of each class's training images, held out for the search to select on
+VAL_SEED = 0  # a constant, not a trial's seed: every trial and every driver holds out the same images
 
-__all__ = ["NAMES", "DataError", "DataSpec", "ImageTensors", "load_images"]
+__all__ = ["NAMES", "VAL_FRACTION", "DataError", "DataSpec", "ImageTensors", "check_val_fraction", "load_images",
+           "stratified_subset", "train_val_indices"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +99,26 @@ def stratified_subset(labels: np.ndarray | list[int], count: int | None, seed: i
         rank[members] = np.arange(len(members))
     chosen = order[np.argsort(rank[order], kind="stable")][:count]
     return np.sort(chosen)
+
+
+def check_val_fraction(fraction: float) -> None:
+    """Raise DataError unless ``fraction`` is in (0, 0.5]: above that, validation would take
+    the better part of the training images (and NaN fails too)."""
+    if not 0 < fraction <= 0.5:
+        raise DataError(f"--val-fraction must be in (0, 0.5], got {fraction}")
+
+
+def train_val_indices(labels: np.ndarray | list[int], fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train, val)`` indices of a train split: ``fraction`` of every class (rounded, at
+    least one image of each class with two or more, never its last) held out for validation, so
+    the search never selects on the test split. Drawn with a constant seed, so the split depends
+    only on the labels; a larger fraction holds out a superset of a smaller one's images."""
+    check_val_fraction(fraction)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(VAL_SEED)
+    held_out = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        held_out.append(members[:min(len(members) - 1, max(1, round(fraction * len(members))))])
+    val = np.sort(np.concatenate([np.zeros(0, dtype=np.int64), *held_out]))
+    return np.setdiff1d(np.arange(len(labels)), val), val

@@ -1,0 +1,274 @@
+"""The study as the ledger of a search: which (genome, seed) trainings exist, which driver holds
+which trial, what to train next. Ray-free; ``tune.py`` is the Ray side that calls it.
+
+- **Drivers and liveness.** A driver is recognised by host, boot, pid and process start time;
+  a RUNNING trial whose driver is gone (Ctrl-C, kill -9) is closed as FAIL "interrupted" on the
+  next start and its (genome, seed) enqueued again. A trial of a driver on another host is
+  closed only once its heartbeat (a user attribute refreshed while it runs) is older than
+  ``STALE_AFTER`` seconds, so a live driver's trials on a shared study are left alone.
+- **Trainings.** A trial is one (genome, seed) training. The k-th training of a genome uses seed
+  ``base + k`` (``base`` is the study's ``--seed``); a (genome, seed) already COMPLETE is reused,
+  never trained twice, and one being trained is waited for.
+- **What next** (``Ledger.next_step``): repeats first, for every *contender* (a genome on the
+  front beyond noise, see ``front.py``) with fewer than K seeds; then a new genome from the
+  sampler while the rest of the budget can still confirm it and the genomes in flight; then
+  wait for the trainings in flight; at the very end, repeats for the genomes nearest the front.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .front import COST_TOLERANCE, DIRECTIONS, OBJECTIVES, Front, GenomeStats, clearly_dominates, margin
+from .genome import Genome
+from .spaces import SearchSpace
+
+HEARTBEAT_SECONDS = 10.0
+STALE_AFTER = 120.0
+INTERRUPTED = "interrupted"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class StudyMismatch(ValueError):
+    """The study exists but was made for another space, data set or fidelity."""
+
+
+# -- drivers and their liveness ----------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def driver_identity() -> str:
+    """host|boot id|pid|process start: unique to this driver process."""
+    return f"{socket.gethostname()}|{_boot_id()}|{os.getpid()}|{_process_start(os.getpid())}"
+
+
+def driver_is_gone(identity: str, heartbeat: float | None, now: float) -> bool:
+    """Whether the driver that started a RUNNING trial is dead."""
+    try:
+        host, boot, pid, start = identity.split("|")
+    except ValueError:
+        return heartbeat is None or now - heartbeat > STALE_AFTER
+    if host == socket.gethostname() and boot == _boot_id() and start != "None":
+        return _process_start(int(pid)) != start
+    return heartbeat is None or now - heartbeat > STALE_AFTER
+
+
+# -- the study -----------------------------------------------------------------------------------
+
+
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    # A population of about budget / 8 (at least 8) gives several generations in a budget.
+    "nsga2": lambda seed, budget, constraints: optuna.samplers.NSGAIISampler(
+        population_size=max(8, min(50, budget // 8)), seed=seed, constraints_func=constraints),
+    "tpe": lambda seed, budget, constraints: optuna.samplers.TPESampler(seed=seed, constraints_func=constraints),
+    "gp": lambda seed, budget, constraints: optuna.samplers.GPSampler(seed=seed, constraints_func=constraints),
+    "random": lambda seed, budget, constraints: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+def make_sampler(name: str, seed: int, budget: int, constraints: Callable | None) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](seed, budget, constraints)
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler,
+               identity: dict[str, Any]) -> optuna.Study:
+    """Create or load the study; refuse one made for another space, data set, fidelity or seed."""
+    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS),
+                                sampler=sampler, load_if_exists=True)
+    stored = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
+    for key, value in stored.items():
+        if value != identity[key]:
+            raise StudyMismatch(
+                f"study {name!r} was run with {key} {value!r}, not {identity[key]!r}: "
+                f"pass the same settings or choose another --study / --study-name"
+            )
+    for key, value in identity.items():
+        if key not in stored:
+            study.set_user_attr(key, value)
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(OBJECTIVES))
+    return study
+
+
+def counts_toward_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished trials count, except those closed as "interrupted" (their trainings run again)."""
+    return trial.state in FINISHED_STATES and trial.user_attrs.get("failure") != INTERRUPTED
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Close RUNNING trials whose driver is gone as FAIL "interrupted" and enqueue their
+    (genome, seed) again. ``storage`` is the study's. Returns the closed trial numbers."""
+    now, closed = time.time(), []
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not driver_is_gone(trial.user_attrs.get("driver", ""), trial.user_attrs.get("heartbeat"), now):
+            continue
+        # Optuna's Study has no public way to set a user attribute on a trial another process
+        # asked for; the storage's public API does. Pinned by the kill -9 resume test.
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, "failure", INTERRUPTED)
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
+        closed.append(trial.number)
+    return closed
+
+
+def rerun_attrs(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    """What an enqueued re-run of an unfinished trial carries over: its seed and repeat link."""
+    attrs = {"rerun_of": trial.number}
+    for key in ("seed", "repeat_of", "paper_label"):
+        if key in trial.user_attrs:
+            attrs[key] = trial.user_attrs[key]
+    return attrs
+
+
+def pending_paper_configurations(study: optuna.Study, space: SearchSpace) -> list[tuple[Genome, str]]:
+    """The paper configurations the space can express that no trial of the study holds yet.
+    The searcher enqueues them one at a time ahead of everything else except re-runs of
+    interrupted trials; a configuration already tried is never enqueued again."""
+    present = {t.user_attrs.get("paper_label") for t in study.get_trials(deepcopy=False)}
+    present |= {t.user_attrs.get("genome") for t in study.get_trials(deepcopy=False)}
+    return [(g, label) for g, label in space.paper_genomes()
+            if space.contains(g) and label not in present and str(g) not in present]
+
+
+def store_noise(study: optuna.Study, front: Front) -> None:
+    """σ on the study (user attributes), for the dashboard, the report and other drivers."""
+    noise = front.noise
+    if noise.measured and study.user_attrs.get("seed_sigma_df") != noise.df:
+        study.set_user_attr("seed_sigma", round(noise.sigma, 4))
+        study.set_user_attr("seed_sigma_df", noise.df)
+
+
+# -- trainings and what to train next ------------------------------------------------------------
+
+
+Key = tuple[str, int]  # (genome, seed)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Train ``genome`` again with ``seed`` (its first training was trial ``first``)."""
+
+    genome: str
+    seed: int
+    first: int
+
+
+SAMPLE, WAIT = "sample", "wait"
+
+
+class Ledger:
+    """One driver's view of the study's trainings: COMPLETE results by (genome, seed), the ones
+    in flight, and the policy for what to train next (see the module docstring)."""
+
+    def __init__(self, study: optuna.Study, base_seed: int, repeats: int, tolerance: float = COST_TOLERANCE) -> None:
+        self.base_seed, self.repeats, self.tolerance = base_seed, repeats, tolerance
+        self.completed: dict[Key, tuple[int, list[float]]] = {}  # -> (trial number, values)
+        self.in_flight: dict[Key, int] = {}  # -> trial number of the training
+        self.first_trial: dict[str, int] = {}
+        self.params: dict[str, dict] = {}
+        self.labels: dict[str, str] = {}
+        self._front: Front | None = None
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if "genome" in trial.user_attrs:
+                self.record(trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0)), trial.number,
+                            trial.values, trial.params, trial.user_attrs.get("paper_label", ""))
+
+    def record(self, genome: str, seed: int, number: int, values: list[float], params: dict, label: str = "") -> None:
+        """A COMPLETE training of (genome, seed) in trial ``number``."""
+        self.completed.setdefault((genome, seed), (number, values))
+        self.first_trial.setdefault(genome, number)
+        self.params.setdefault(genome, params)
+        if label:
+            self.labels.setdefault(genome, label)
+        self._front = None
+
+    def stats(self) -> list[GenomeStats]:
+        by_genome: dict[str, list[tuple[int, int, list[float]]]] = {}
+        for (genome, seed), (number, values) in self.completed.items():
+            by_genome.setdefault(genome, []).append((number, seed, values))
+        stats = []
+        for genome, runs in by_genome.items():
+            runs.sort()
+            stats.append(GenomeStats(genome, tuple(s for _, s, _ in runs), tuple(v[0] for _, _, v in runs),
+                                     tuple(runs[0][2][1:]), runs[0][0], self.labels.get(genome, "")))
+        return sorted(stats, key=lambda s: s.trial)
+
+    @property
+    def front(self) -> Front:
+        if self._front is None:
+            self._front = Front.of(self.stats(), self.tolerance)
+        return self._front
+
+    def seeds_claimed(self, genome: str) -> set[int]:
+        return {s for g, s in [*self.completed, *self.in_flight] if g == genome}
+
+    def next_seed(self, genome: str) -> int:
+        """``base + k`` for the smallest k this genome has not trained and is not training."""
+        claimed, k = self.seeds_claimed(genome), 0
+        while self.base_seed + k in claimed:
+            k += 1
+        return self.base_seed + k
+
+    def _repeat(self, genome: str) -> Repeat:
+        return Repeat(genome, self.next_seed(genome), self.first_trial[genome])
+
+    def next_step(self, remaining: int) -> Repeat | str:
+        """What to train next with ``remaining`` trials of the budget not yet finished or in
+        flight: a ``Repeat``, ``SAMPLE`` (ask the sampler) or ``WAIT`` (for results in flight)."""
+        under = [m for m in self.front.members if len(self.seeds_claimed(m.genome)) < self.repeats]
+        if under:  # fewest seeds first, then the better mean
+            return self._repeat(min(under, key=lambda m: (len(self.seeds_claimed(m.genome)), -m.mean)).genome)
+        # A new genome may need K - 1 repeats, as may each first training in flight; and a
+        # repeat that moves a mean can let one more genome onto the front.
+        first_in_flight = sum(1 for genome, _ in self.in_flight if genome not in self.first_trial)
+        if remaining >= self.repeats + (self.repeats - 1) * (first_in_flight + 1):
+            return SAMPLE
+        if self.in_flight:
+            return WAIT
+        near = self._nearest_outside()
+        return self._repeat(near.genome) if near is not None else SAMPLE
+
+    def _nearest_outside(self) -> GenomeStats | None:
+        """The genome off the front, with fewer than K seeds, that is dominated by the least
+        margin beyond noise: its next seed is the likeliest to change the front."""
+        front, sigma = self.front, self.front.noise.sigma
+        outside = [s for s in front.stats if not front.contains(s) and len(self.seeds_claimed(s.genome)) < self.repeats]
+
+        def excess(stats: GenomeStats) -> float:
+            dominators = [a for a in front.stats if clearly_dominates(a, stats, sigma, front.tolerance)]
+            return min((d - e for d, e in (margin(a, stats, sigma) for a in dominators)), default=0.0)
+
+        return min(outside, key=lambda s: (excess(s), s.trial), default=None)
