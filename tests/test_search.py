@@ -14,6 +14,7 @@ import time
 import zlib
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -24,7 +25,9 @@ from ray import cloudpickle
 from ulsam_nas import Genome
 from ulsam_nas.data import DataSpec
 from ulsam_nas.fidelity import SMOKE
+from ulsam_nas.final import final_candidates, run_final
 from ulsam_nas.front import Front
+from ulsam_nas.report import knee, write_report
 from ulsam_nas.spaces import load_space
 from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
@@ -87,7 +90,7 @@ def trials_by_genome(study):
 
 
 def test_trial_states_tell_the_truth(tmp_path, capsys):
-    cfg = config(tmp_path, budget=5)
+    cfg = config(tmp_path, budget=5, repeats=1)  # one seed per genome: a duplicate is a reuse
     enqueue(cfg, RAISES, GIVES_NAN, "mv2_w1.0()", "mv2_w1.0(13g4)", "mv2_w1.0()")
     study = run_search(cfg, trainer=scripted_trainer)
 
@@ -123,6 +126,16 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
 
     with pytest.raises(StudyMismatch, match="fidelity 'smoke', not 'proxy'"):
         run_search(replace(cfg, fidelity=replace(SMOKE, name="proxy")), trainer=scripted_trainer)
+
+
+def test_a_genome_proposed_again_gets_its_next_seed(tmp_path):
+    cfg = config(tmp_path, budget=3, repeats=2, concurrency=1)
+    enqueue(cfg, "mv2_w1.0(13g4)", "mv2_w1.0(13g4)", "mv2_w1.0(13g4)")
+    study = run_search(cfg, trainer=scripted_trainer)
+    first, second, third = study.trials
+    assert (first.user_attrs["seed"], second.user_attrs["seed"], second.user_attrs["repeat_of"]) == (0, 1, 0)
+    assert second.values[0] == fake_top1(Genome.from_string("mv2_w1.0(13g4)"), SMOKE.epochs, 1)
+    assert third.user_attrs["seed"] == 0 and third.user_attrs["reused_from"] == 0  # at K seeds: a copy
 
 
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
@@ -191,6 +204,30 @@ def test_contenders_get_k_seeds_within_the_budget(tmp_path, capsys):
     (tmp_path / "one").mkdir()
     one = run_search(config(tmp_path / "one", budget=6, repeats=1, sampler="random"), trainer=scripted_trainer)
     assert not [t for t in one.trials if "repeat_of" in t.user_attrs]
+
+
+def final_trainer(genome, data, fidelity, seed=0, device=None, evaluate_on="val", **_):
+    assert evaluate_on == "test", "final figures come from the test split"
+    return SimpleNamespace(top1=fake_top1(genome, fidelity.epochs, seed) - 1.5, top5=99.0)
+
+
+def test_final_retrains_the_picks_with_their_seeds_on_the_test_split(tmp_path, capsys):
+    cfg = config(tmp_path, budget=10, repeats=2, sampler="random", seed=4)
+    study = run_search(cfg, trainer=scripted_trainer)
+    front = Front.of_study(study)
+    results = run_final(study, 2, cfg.data, cfg.fidelity, cfg.resources, trainer=final_trainer)
+    picks = final_candidates(front, 2)
+    assert set(results) == {p.genome for p in picks} and picks[0].genome == knee(front.members).genome
+    for chosen in picks:  # every seed of the genome, retrained
+        assert results[chosen.genome] == {
+            str(seed): {"top1": fake_top1(Genome.from_string(chosen.genome), SMOKE.epochs, seed) - 1.5, "top5": 99.0}
+            for seed in chosen.seeds}
+    assert study.user_attrs["final_test"] == results
+    assert "evaluating on the test split" in capsys.readouterr().err
+    run_final(study, 2, cfg.data, cfg.fidelity, cfg.resources, trainer=final_trainer)  # resumable: nothing left
+    assert "final:" not in capsys.readouterr().err
+    summary = write_report(study, tmp_path / "report")
+    assert any("test" in line for line in summary.final_lines)
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -276,6 +313,10 @@ BAD_INPUT = [
     (["--storage", "sqlite:///{tmp}/no/such/dir/study.db"], "cannot open storage"),
     (["--storage", "postgresql://nobody@127.0.0.1:1/db"], "cannot open storage postgresql://nobody@127.0.0.1:1/db"),
     (["--storage", "not a url"], "is not an SQLAlchemy URL"),
+    (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5], got 0.7"),
+    (["--final", "-1"], "--final must be 0 or more, got -1"),
+    (["--cost-tolerance", "2"], "--cost-tolerance must be in [0, 0.5), got 2.0"),
     (["--address", "127.0.0.1:1"], "no Ray cluster at '127.0.0.1:1'"),
     (["--gpus-per-trial", "1"], "there is no GPU in this Ray cluster"),
 ]

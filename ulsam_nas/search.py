@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     import optuna
 
-    from .data import DataSpec, load_images, train_val_indices
+    from .data import DataSpec, check_val_fraction, load_images
     from .data.layouts import READERS
     from .fidelity import get_fidelity
     from .spaces import load_space
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"--repeats must be at least 1, got {args.repeats}")
         if args.final < 0:
             fail(f"--final must be 0 or more, got {args.final}")
+        check_val_fraction(args.val_fraction)
         if not 0 <= args.cost_tolerance < 0.5:
             fail(f"--cost-tolerance must be in [0, 0.5), got {args.cost_tolerance}")
         data = DataSpec.parse(args.dataset)
@@ -176,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fidelity = get_fidelity(args.fidelity or ("proxy" if cluster_gpus else "smoke"), space.backbone)
         print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
-        train_images = load_images(data, "train", fidelity.resolution)
-        train_val_indices(train_images.labels.numpy(), args.val_fraction)
-        num_classes = len(train_images.classes)
+        num_classes = len(load_images(data, "train", fidelity.resolution).classes)
         if args.final:
             load_images(data, "test", fidelity.resolution)
     except ValueError as error:
@@ -220,6 +219,7 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     import pandas as pd
 
     from .front import Front, genomes_table, paper_status
+    from .ledger import finished_count
     from .report import write_report
     from .studies import artifact_store
 
@@ -232,10 +232,11 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
               else "(no complete trial yet)")
-    short = [m.genome for m in front.members if m.n < repeats]
+    short = [m for m in front.members if m.n < repeats]
     if short:
-        print(f"{len(short)} front genome(s) have fewer than {repeats} seeds (the budget ended first): "
-              f"a larger --budget confirms them")
+        missing = sum(repeats - m.n for m in short)
+        print(f"{len(short)} front genome(s) have fewer than {repeats} seeds: the budget ended before their repeats; "
+              f"--budget {finished_count(study) + missing} or more would give them {missing} more training(s)")
     labels = [label for genome, label in space.paper_genomes() if space.contains(genome)]
     statuses = [s for s in paper_status(front, labels) if s.stats is not None]
     if statuses:
