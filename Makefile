@@ -23,6 +23,7 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/ulsam_speed.py
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/harness_overhead.py
+	$(PY) benchmarks/early_stopping.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -157,7 +157,8 @@ def test_full_fidelity_is_the_papers_recipe():
         0.1, 0.9, 128, "step", 30, 0.1, 224)
     assert (mv2.lr, mv2.momentum, mv2.weight_decay, mv2.batch_size, mv2.schedule, mv2.gamma) == (
         0.045, 0.9, 4e-5, 98, "exponential", 0.98)
-    assert get_fidelity("smoke", "mv2", epochs=5).epochs == 5
+    five = get_fidelity("smoke", "mv2", epochs=5)
+    assert five.epochs == 5 and five.name == "smoke:epochs=5"
     with pytest.raises(ValueError, match="unknown fidelity"):
         get_fidelity("medium", "mv2")
 
@@ -199,8 +200,8 @@ def test_train_cli_saves_a_weights_only_torch_file(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--genome", "(15)", "--g", "4"], "mv2 layer 15: cannot be substituted"),
     (["--dataset", "cub200"], "data set cub200 needs its folder"),
-    (["--fidelity", "huge"], "invalid choice: 'huge'"),
-    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--fidelity", "huge"], "unknown fidelity 'huge'; choose from smoke, proxy, full"),
+    (["--epochs", "0"], "epochs must be an integer in 1..1000, got '0'"),
     (["--device", "cuda"], "no CUDA GPU is available"),
     (["--evaluate-on", "train"], "invalid choice: 'train'"),
     (["--evaluate-on", "val", "--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5], got 0.7"),

@@ -21,11 +21,21 @@ changes the genome or its cost at 224, which the search's objectives use. Proxie
 every residual block as the identity (last BatchNorm scale 0, as in Goyal et al. 2017), which
 lets a few dozen steps learn far more, and the smoke preset re-estimates BatchNorm statistics
 before evaluating (``recalibration_images``).
+
+Fidelity strings (``parse_fidelity``, every ``--fidelity``) are a preset with optional
+overrides, ``PRESET[:KEY=VALUE,...]``, e.g. ``smoke:epochs=6,resolution=48``. Keys:
+``epochs`` (1..1000), ``resolution`` (16..512 px), ``width`` (times the genome's, in (0, 4]),
+``train_images`` and ``test_images`` (at least 10, or ``all``), ``batch`` (1..4096) and ``lr``
+(in (0, 10]). A fidelity's ``name`` is its canonical string: the preset, then only the
+overrides that change it, in that key order. The study records it, so the same training
+always has the same name whichever way it was written.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -69,13 +79,100 @@ FULL = {
 NAMES = ("smoke", "proxy", "full")
 
 
+class _Key(NamedTuple):
+    field: str  # the Fidelity field the key sets
+    kind: type  # int: low..high inclusive; float: (low, high]
+    low: float
+    high: float | None  # None: no upper bound
+    all_images: bool = False  # "all" is accepted and means None (every image)
+
+    def expected(self) -> str:
+        if self.kind is float:
+            return f"a number in ({self.low:g}, {self.high:g}]"
+        if self.high is None:
+            return f"an integer >= {self.low}" + (" or 'all'" if self.all_images else "")
+        return f"an integer in {self.low}..{self.high}"
+
+
+KEYS = {  # in canonical order
+    "epochs": _Key("epochs", int, 1, 1000),
+    "resolution": _Key("resolution", int, 16, 512),
+    "width": _Key("width_mult", float, 0, 4),
+    "train_images": _Key("train_subset", int, 10, None, all_images=True),
+    "test_images": _Key("test_subset", int, 10, None, all_images=True),
+    "batch": _Key("batch_size", int, 1, 4096),
+    "lr": _Key("lr", float, 0, 10),
+}
+
+
+def _value(text: str, key: str, raw: str) -> int | float | None:
+    spec = KEYS[key]
+    if spec.all_images and raw == "all":
+        return None
+    if spec.kind is int:
+        value = int(raw) if re.fullmatch(r"[0-9]+", raw) else None  # plain digits: no sign, "_" or exponent
+        valid = value is not None and spec.low <= value and (spec.high is None or value <= spec.high)
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = None
+        valid = value is not None and spec.low < value <= spec.high  # also rejects nan and inf
+    if not valid:
+        raise ValueError(f"fidelity {text!r}: {key} must be {spec.expected()}, got {raw!r}")
+    return value
+
+
+def _split(text: str) -> tuple[str, dict[str, str]]:
+    """``PRESET[:KEY=VALUE,...]`` as the preset name and the raw values by key, checked for form only."""
+    preset, colon, rest = (part.strip() for part in text.partition(":"))
+    if preset not in NAMES:
+        where = f" in {text!r}" if colon else ""
+        raise ValueError(f"unknown fidelity {preset!r}{where}; choose from {', '.join(NAMES)}")
+    pairs: dict[str, str] = {}
+    for token in rest.split(",") if colon else ():
+        key, equals, raw = (part.strip() for part in token.partition("="))
+        if not equals:
+            raise ValueError(f"fidelity {text!r}: {token.strip()!r} is not KEY=VALUE; keys: {', '.join(KEYS)}")
+        if key not in KEYS:
+            raise ValueError(f"unknown fidelity key {key!r} in {text!r}; keys: {', '.join(KEYS)}")
+        if key in pairs:
+            raise ValueError(f"fidelity {text!r}: {key} is given twice")
+        pairs[key] = raw
+    return preset, pairs
+
+
+def _preset(name: str, backbone: str) -> Fidelity:
+    if name != "full":
+        return {"smoke": SMOKE, "proxy": PROXY}[name]
+    if backbone not in FULL:
+        raise ValueError(f"fidelity full has no training recipe for backbone {backbone!r}; only for {', '.join(FULL)}")
+    return FULL[backbone]
+
+
+def _build(text: str, preset_name: str, pairs: dict[str, str], backbone: str) -> Fidelity:
+    preset = _preset(preset_name, backbone)
+    values = {key: _value(text, key, pairs[key]) for key in KEYS if key in pairs}  # in canonical order
+    changed = {key: value for key, value in values.items() if value != getattr(preset, KEYS[key].field)}
+    fidelity = replace(preset, **{KEYS[key].field: value for key, value in changed.items()})
+    if fidelity.width_mult != 1.0 and fidelity.channel_multiple is None:
+        # A scaled network needs rounded channels, or a group count the space allows may not divide them.
+        fidelity = replace(fidelity, channel_multiple=16)
+    overrides = ",".join(f"{key}={'all' if value is None else repr(value)}" for key, value in changed.items())
+    return replace(fidelity, name=f"{preset_name}:{overrides}" if overrides else preset_name)
+
+
+def parse_fidelity(text: str, backbone: str) -> Fidelity:
+    """The fidelity ``PRESET[:KEY=VALUE,...]`` for ``backbone``, named canonically (so one
+    training has one name in a study, and parsing the name gives the same fidelity). Raises
+    ValueError, one line, for an unknown preset or key, a repeated key or a value out of range."""
+    return _build(text, *_split(text), backbone)
+
+
 def get_fidelity(name: str, backbone: str, epochs: int | None = None) -> Fidelity:
-    """The preset ``name`` for ``backbone``, optionally with another number of epochs."""
-    if name not in NAMES:
-        raise ValueError(f"unknown fidelity {name!r}; choose from {', '.join(NAMES)}")
-    fidelity = FULL[backbone] if name == "full" else {"smoke": SMOKE, "proxy": PROXY}[name]
-    if epochs is not None:
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
-        fidelity = replace(fidelity, epochs=epochs)
-    return fidelity
+    """The fidelity string ``name`` for ``backbone``; ``epochs`` (train's ``--epochs``) replaces its epochs."""
+    preset, pairs = _split(name)
+    if epochs is None:
+        return _build(name, preset, pairs, backbone)
+    pairs["epochs"] = str(epochs)
+    return _build(f"{preset}:{','.join(f'{k}={v}' for k, v in pairs.items())}", preset, pairs, backbone)

@@ -126,9 +126,9 @@ def finished_count(study: optuna.Study) -> int:
     return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
-def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Close RUNNING trials whose driver is gone as FAIL "interrupted" and enqueue their
-    (genome, seed) again. ``storage`` is the study's. Returns the closed trial numbers."""
+def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage, requeue: bool = True) -> list[int]:
+    """Close RUNNING trials whose driver is gone as FAIL "interrupted" and (``requeue``) enqueue
+    their (genome, seed) again. ``storage`` is the study's. Returns the closed trial numbers."""
     now, closed = time.time(), []
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -139,7 +139,8 @@ def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         storage.set_trial_user_attr(trial_id, "failure", INTERRUPTED)
         study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
+        if requeue:
+            study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
         closed.append(trial.number)
     return closed
 

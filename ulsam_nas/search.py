@@ -14,11 +14,10 @@ finished trial and ends with --budget of them.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
-from .cli import ArgumentParser, fail
+from .cli import ArgumentParser, check_storage, fail, start_ray
 from .data import VAL_FRACTION
 from .front import COST_TOLERANCE
 from .ledger import SAMPLERS
@@ -30,8 +29,9 @@ def _parser() -> ArgumentParser:
     p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
     p.add_argument("--budget", type=int, default=200, help="finished trials the study holds at the end (default 200)")
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic (default), food101, cub200, dogs, folder")
-    p.add_argument("--fidelity", choices=("smoke", "proxy", "full"), default=None,
-                   help="training per trial (default: proxy with a GPU, smoke without)")
+    p.add_argument("--fidelity", default=None,
+                   help="training per trial: smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8 "
+                        "(keys in ulsam_nas.fidelity; default: proxy with a GPU, smoke without)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="nsga2", help="Optuna sampler (default nsga2)")
     p.add_argument("--seed", type=int, default=0,
                    help="the sampler's seed; a genome's k-th training uses seed + k (default 0)")
@@ -58,63 +58,14 @@ def _parser() -> ArgumentParser:
     p.add_argument("--max-macs", type=float, default=None, help="only architectures with at most this many MACs")
     p.add_argument("--max-params", type=float, default=None, help="only architectures with at most this many params")
     p.add_argument("--no-paper-seeds", action="store_true", help="do not train the paper's configurations first")
-    p.add_argument("--early-stop", action="store_true", help="stop weak trials early (ASHA on top-1 per epoch)")
+    p.add_argument("--early-stop", action="store_true",
+                   help="stop weak trials early: multi-objective successive halving, each rung ranked by non-dominated "
+                        "sorting of (top-1, MACs, params), so cheap trials on the front go on")
+    p.add_argument("--early-stop-grace", type=int, default=1,
+                   help="with --early-stop: epochs before the first rung (default 1)")
+    p.add_argument("--early-stop-eta", type=int, default=2,
+                   help="with --early-stop: rungs every eta-fold more epochs, 1/eta of a rung goes on (default 2)")
     return p
-
-
-def _check_storage(url: str, default_dir: Path | None) -> None:
-    """Fail (exit 2) unless the storage URL can be opened; writes nothing."""
-    import sqlalchemy
-
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError as error:
-        fail(f"--storage {url!r} is not an SQLAlchemy URL: {error}")
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database in (None, "", ":memory:"):
-            fail(f"--storage {url!r}: an in-memory SQLite study would be lost; give a file")
-        folder = Path(database).expanduser().resolve().parent
-        if not folder.is_dir() and folder != (default_dir and default_dir.resolve()):
-            fail(f"cannot open storage {url}: folder {folder} does not exist")
-        return
-    try:
-        engine = sqlalchemy.create_engine(url)
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as error:  # noqa: BLE001 - drivers raise many kinds; all mean "cannot open"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        fail(f"cannot open storage {url}: {first_line}")
-
-
-def _probe(address: str) -> None:
-    """Fail at once when nothing listens at host:port (ray.init would retry for minutes)."""
-    import socket
-
-    target = address.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto" and other forms: Ray itself answers quickly
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as error:
-        fail(f"no Ray cluster at {address!r}: {error.strerror or error}")
-
-
-def _start_ray(address: str | None) -> None:
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        _probe(address)
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=True)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = address or os.environ.get("RAY_ADDRESS", "")
-        fail(f"no Ray cluster at {where!r}: {str(error).strip().splitlines()[0]}" if where
-             else f"cannot start a local Ray instance: {error}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .data import DataSpec, check_val_fraction, load_images
     from .data.layouts import READERS
-    from .fidelity import get_fidelity
+    from .fidelity import parse_fidelity
     from .spaces import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         space = load_space(args.space)
+        fidelity = parse_fidelity(args.fidelity, space.backbone) if args.fidelity else None  # the default needs Ray
         if args.budget < 1:
             fail(f"--budget must be at least 1, got {args.budget}")
         if args.repeats < 1:
@@ -139,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         check_val_fraction(args.val_fraction)
         if not 0 <= args.cost_tolerance < 0.5:
             fail(f"--cost-tolerance must be in [0, 0.5), got {args.cost_tolerance}")
+        if args.early_stop_grace < 1:
+            fail(f"--early-stop-grace must be at least 1, got {args.early_stop_grace}")
+        if args.early_stop_eta < 2:
+            fail(f"--early-stop-eta must be at least 2, got {args.early_stop_eta}")
         data = DataSpec.parse(args.dataset)
         # The search never reads the test split; only --final does.
         splits = ("train", "test") if args.final else ("train",)
@@ -156,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{space.name}-{data.name}"
     study_dir = args.study or Path("studies") / name
     storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
-    _check_storage(storage_url, study_dir if args.storage is None else None)
+    check_storage(storage_url, study_dir if args.storage is None else None)
 
     import ray
 
-    _start_ray(args.address)
+    start_ray(args.address)
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     cluster_cpus = ray.cluster_resources().get("CPU", 1)
     if args.gpus_per_trial and not cluster_gpus:
@@ -175,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from .tune import SearchConfig, StudyMismatch, finished_count, run_search
 
     try:
-        fidelity = get_fidelity(args.fidelity or ("proxy" if cluster_gpus else "smoke"), space.backbone)
+        fidelity = fidelity or parse_fidelity("proxy" if cluster_gpus else "smoke", space.backbone)
         print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
         num_classes = len(load_images(data, "train", fidelity.resolution).classes)
         if args.final:
@@ -188,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, repeats=args.repeats, val_fraction=args.val_fraction, cost_tolerance=args.cost_tolerance,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, concurrency=concurrency,
         max_macs=args.max_macs, max_params=args.max_params, early_stop=args.early_stop,
-        paper_seeds=not args.no_paper_seeds,
+        early_stop_grace=args.early_stop_grace, early_stop_eta=args.early_stop_eta, paper_seeds=not args.no_paper_seeds,
     )
     print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget} trainings, "
           f"up to {args.repeats} seed(s) per contender, sampler {args.sampler}, {concurrency} trial(s) at once "

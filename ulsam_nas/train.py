@@ -4,7 +4,7 @@ Also the command line for training one architecture, e.g. the one the search pic
 fidelity:
 
     python -m ulsam_nas.train --space mv2 --genome "(16, 17)" --g 4 --dataset cub200:/data/CUB_200_2011 \\
-        --fidelity proxy [--epochs N] [--evaluate-on {test,val}] [--save weights.safetensors]
+        --fidelity proxy[:epochs=N,...] [--epochs N] [--evaluate-on {test,val}] [--save weights.safetensors]
 
 The search trains with ``evaluate_on="val"`` (it selects on images held out from the train
 split); the test split is read only to report a chosen architecture (``evaluate_on="test"``,
@@ -28,7 +28,6 @@ from torch import nn
 
 from .data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, stratified_subset, train_val_indices
 from .data.loader import BatchLoader
-from .fidelity import NAMES as FIDELITY_NAMES
 from .fidelity import Fidelity, get_fidelity
 from .genome import Genome
 from .model import PlacedNet, build_model
@@ -277,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--g", type=int, default=None, help="group count for placements without their own gN")
     parser.add_argument("--width", type=float, default=None, help="width multiplier (default: the space's first)")
     parser.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic, food101, cub200, dogs, folder")
-    parser.add_argument("--fidelity", choices=FIDELITY_NAMES, default=None,
-                        help="smoke, proxy or full (default: proxy with a GPU, smoke without)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the fidelity's number of epochs")
+    parser.add_argument("--fidelity", default=None,
+                        help="smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8,resolution=48 "
+                             "(keys in ulsam_nas.fidelity; default: proxy with a GPU, smoke without)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the fidelity's number of epochs (shorthand)")
     parser.add_argument("--evaluate-on", choices=EVALUATE_ON, default="test",
                         help="test: train on the whole train split, report on the test split (default; for a chosen "
                              "architecture); val: hold out --val-fraction of the train split and evaluate there "

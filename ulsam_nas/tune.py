@@ -9,8 +9,9 @@ ours to set:
 
 - COMPLETE only when the trial trained every epoch of its fidelity; values top1 (on the
   validation split), MACs, params.
-- PRUNED when a scheduler stopped it early (its last top-1 kept as user attributes), or when a
-  ``--max-*`` constraint rejected the genome before training (``infeasible``).
+- PRUNED when a scheduler stopped it early (its last top-1, the rung and the front rank it was
+  stopped at kept as user attributes), or when a ``--max-*`` constraint rejected the genome
+  before training (``infeasible``).
 - FAIL when training raised or the metric is not finite, with the reason as ``failure``.
 
 The study bookkeeping (drivers, interrupted trials, paper configurations, seeds, repeats, what
@@ -56,6 +57,7 @@ from .ledger import (
     rerun_attrs,
     store_noise,
 )
+from .schedulers import MultiObjectiveSuccessiveHalving
 from .spaces import SearchSpace
 from .studies import open_storage
 
@@ -76,22 +78,24 @@ class TrialSettings:
 def run_trial(config: dict, settings: TrialSettings, trainer: Trainer) -> None:
     """The Ray Tune trainable: train one (genome, seed), evaluate on the validation split and
     report after every epoch. A failure is reported as a result (``failure``), so it fails this
-    trial only and its reason is kept."""
+    trial only and its reason is kept. Every result carries the genome's MACs and params: the
+    early-stopping scheduler ranks on all three objectives."""
     import torch
 
     assigned = ray.get_runtime_context().get_assigned_resources()
     torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
     device = "cuda" if ray.get_gpu_ids() else "cpu"  # Ray exposes only the GPUs it assigned
     epochs = settings.fidelity.epochs
+    costs = {"macs": config["macs"], "params": config["params"]}
 
     def report(epoch: int, metrics: dict) -> None:
-        tune.report({**metrics, "complete": epoch == epochs})
+        tune.report({**metrics, **costs, "complete": epoch == epochs})
 
     try:
         trainer(Genome.from_string(config["genome"]), settings.data, settings.fidelity, seed=config["seed"],
                 report=report, device=device, evaluate_on="val", val_fraction=settings.val_fraction)
     except Exception as error:  # noqa: BLE001 - any failure fails this trial, with its reason
-        tune.report({"failure": f"{type(error).__name__}: {error}", "top1": 0.0, "complete": False})
+        tune.report({"failure": f"{type(error).__name__}: {error}", "top1": 0.0, **costs, "complete": False})
 
 
 def trial_outcome(result: dict | None, error: bool) -> tuple[TrialState, str | None]:
@@ -141,8 +145,10 @@ class StudySearcher(Searcher):
 
     def __init__(self, study: optuna.Study, space: SearchSpace, budget: int, num_classes: int, ledger: Ledger,
                  trial_attrs: dict[str, Any], max_macs: float | None = None, max_params: float | None = None,
-                 paper: list[tuple[Genome, str]] | None = None) -> None:
+                 paper: list[tuple[Genome, str]] | None = None,
+                 scheduler: MultiObjectiveSuccessiveHalving | None = None) -> None:
         super().__init__(metric=None, mode=None)
+        self.scheduler = scheduler  # --early-stop: where a stopped trial's rung and rank are read
         self.paper = list(paper or [])
         self.study, self.space, self.budget, self.num_classes, self.ledger = study, space, budget, num_classes, ledger
         self.trial_attrs, self.max_macs, self.max_params = trial_attrs, max_macs, max_params
@@ -211,7 +217,8 @@ class StudySearcher(Searcher):
                 self.live[trial_id] = trial
                 self.training[key] = trial_id
                 self.ledger.in_flight[key] = trial.number
-                return {"genome": key[0], "seed": key[1], "optuna_trial": trial.number}
+                return {"genome": key[0], "seed": key[1], "optuna_trial": trial.number, "macs": cost.macs,
+                        "params": cost.params}
         return None
 
     def _seed_of(self, trial: optuna.Trial, genome: str) -> int:
@@ -268,6 +275,8 @@ class StudySearcher(Searcher):
                     trial.set_user_attr("epochs" if name == "epoch" else name, result[name])
             if state == TrialState.PRUNED:
                 trial.set_user_attr("top1_when_stopped", result.get("top1"))
+                for name, value in (self.scheduler.stopped.get(trial_id, {}) if self.scheduler else {}).items():
+                    trial.set_user_attr(name, value)
         if state == TrialState.COMPLETE:
             values = [float(result["top1"]), float(trial.user_attrs["macs"]), float(trial.user_attrs["params"])]
             self.ledger.record(*key, trial.number, values, trial.params, trial.user_attrs.get("paper_label", ""))
@@ -373,6 +382,8 @@ class SearchConfig:
     max_macs: float | None = None
     max_params: float | None = None
     early_stop: bool = False
+    early_stop_grace: int = 1  # epochs before the first rung
+    early_stop_eta: int = 2  # 1/eta of a rung goes on to the next
     paper_seeds: bool = True
 
     @property
@@ -383,8 +394,6 @@ class SearchConfig:
 def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.Study:
     """Run (or resume) the search until the study holds ``config.budget`` finished trials.
     Ray must be initialised (``ray.init``) by the caller."""
-    from ray.tune.schedulers import ASHAScheduler
-
     if trainer is None:
         from .train import train as trainer
     # Ray's newer console output prints an experiment banner even at verbose=0; the legacy
@@ -416,14 +425,14 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
 
     ledger = Ledger(study, config.seed, config.repeats, config.cost_tolerance)
     trial_attrs = {"fidelity": config.fidelity.name, "dataset": str(config.data)}
+    scheduler = MultiObjectiveSuccessiveHalving(config.fidelity.epochs, config.early_stop_grace,
+                                                config.early_stop_eta) if config.early_stop else None
     searcher = StudySearcher(study, config.space, config.budget, config.num_classes, ledger, trial_attrs,
-                             config.max_macs, config.max_params, paper)
+                             config.max_macs, config.max_params, paper, scheduler)
     progress = ProgressLine(searcher, config.budget)
     settings = TrialSettings(config.data, config.fidelity, config.val_fraction)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings, trainer=trainer),
                                     config.resources)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=config.fidelity.epochs, grace_period=1,
-                              reduction_factor=2) if config.early_stop else None
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, metric="top1",

@@ -1,0 +1,114 @@
+"""Hypervolume reached in the same CPU-seconds with --early-stop (multi-objective successive halving) and without.
+
+    python benchmarks/early_stopping.py [--seconds 120] [--seed 0]
+
+Both arms run the same search (mv2 space, NSGA-II with the same seed, 3 seeds per contender, 2
+trials at once with 1 CPU each) with real smoke training at 4 epochs (rungs at epochs 1 and 2) on
+the built-in synthetic data, one arm after the other, each in its own process with its own local
+Ray. Equal CPU-seconds: each arm gets the same wall-clock window at the same concurrency, opened
+when its first trial starts (Ray's start-up is not counted) and closed by interrupting the search,
+as Ctrl-C does. Compared: the hypervolume of the genome means over the trials COMPLETE inside the
+window, normalised as the report does (``report.hypervolume_history``, ``report.reference_for``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from ulsam_nas.data import DataSpec, load_images
+from ulsam_nas.fidelity import SMOKE
+from ulsam_nas.report import hypervolume_history, reference_for
+from ulsam_nas.spaces import load_space
+from ulsam_nas.tune import SearchConfig, run_search
+
+FIDELITY = replace(SMOKE, epochs=4)
+STUDY = "bench"
+
+
+def search(folder: Path, early_stop: bool, seed: int) -> None:
+    """One arm, until interrupted: a budget it cannot reach in the window."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    config = SearchConfig(space=load_space("mv2"), data=DataSpec("synthetic"), num_classes=10, fidelity=FIDELITY,
+                          budget=10_000, storage_url=f"sqlite:///{folder / 'study.db'}", study_name=STUDY,
+                          study_dir=folder, seed=seed, concurrency=2, paper_seeds=False, early_stop=early_stop)
+    try:
+        run_search(config)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_arm(folder: Path, early_stop: bool, seed: int, seconds: float) -> optuna.Study:
+    """Run one arm in a child process for ``seconds`` after its first trial starts; its study."""
+    folder.mkdir()
+    child = subprocess.Popen([sys.executable, __file__, "--child", str(folder), "--seed", str(seed)]
+                             + (["--early-stop"] if early_stop else []), stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{folder / 'study.db'}"
+    while True:
+        time.sleep(0.5)
+        try:
+            if optuna.load_study(study_name=STUDY, storage=storage).trials:
+                break
+        except KeyError:  # not created yet
+            continue
+    time.sleep(seconds)
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    return optuna.load_study(study_name=STUDY, storage=storage)
+
+
+def summary(study: optuna.Study, seconds: float) -> tuple[float, str]:
+    """Hypervolume of the genome means over the trials COMPLETE in the window, and what the window held."""
+    opened = min(t.datetime_start for t in study.trials if t.datetime_start is not None)  # re-enqueued: None
+    closes = opened + timedelta(seconds=seconds)
+    inside = [t for t in study.trials if t.datetime_complete is not None and t.datetime_complete <= closes]
+    history = hypervolume_history(inside, reference_for(study))
+    complete = [t for t in inside if t.state == TrialState.COMPLETE]
+    pruned = sum(t.state == TrialState.PRUNED for t in inside)
+    genomes = len({t.user_attrs["genome"] for t in complete})
+    return (history[-1][1] if history else 0.0), f"{len(complete)} complete ({genomes} genomes), {pruned} stopped early"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=120, help="window per arm (default 120)")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed, the same in both arms (default 0)")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--early-stop", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.child:
+        search(args.child, args.early_stop, args.seed)
+        return
+    load_images(DataSpec("synthetic"), "train", FIDELITY.resolution)  # the data cache, before either window
+    results = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, early_stop in (("none", False), ("early-stop", True)):
+            study = run_arm(Path(workdir) / name, early_stop, args.seed, args.seconds)
+            results[name] = summary(study, args.seconds)
+    print(f"\nmv2 on synthetic, smoke at {FIDELITY.epochs} epochs, 2 trials at once, {args.seconds:g} s per arm, "
+          f"seed {args.seed}; hypervolume of the genome means:")
+    for name, (volume, held) in results.items():
+        print(f"  {name:>10}: {volume:.4f}  ({held})")
+    none, early = results["none"][0], results["early-stop"][0]
+    print(f"  ratio early-stop / none: {early / none:.3f}" if none else "  ratio: no complete trial without early stop")
+
+
+if __name__ == "__main__":
+    main()

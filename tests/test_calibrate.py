@@ -1,0 +1,134 @@
+"""Fidelity calibration: rank statistics against scipy, the recommendation rule, and the real
+command (real smoke training on the built-in data) killed with SIGKILL and resumed."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from scipy import stats
+
+from ulsam_nas.calibrate import (
+    FidelityFigures,
+    bootstrap_interval,
+    fidelity_figures,
+    kendall_tau,
+    make_panel,
+    recommend,
+    spearman_rho,
+    top_k_overlap,
+)
+from ulsam_nas.spaces import load_space
+
+
+def test_rank_statistics_on_known_rankings():
+    x = [1, 2, 3, 4, 5]
+    assert kendall_tau(x, x) == pytest.approx(1.0) and kendall_tau(x, x[::-1]) == pytest.approx(-1.0)
+    # One swapped neighbour pair: 9 concordant, 1 discordant of 10 -> τ = 0.8; Σd² = 2 -> ρ = 1 - 12/120.
+    assert kendall_tau(x, [1, 2, 3, 5, 4]) == pytest.approx(0.8)
+    assert spearman_rho(x, [1, 2, 3, 5, 4]) == pytest.approx(0.9)
+    scores = [40.1, 38.2, 41.5, 36.0, 39.9, 41.5, 35.2]
+    reference = [55.0, 51.0, 54.0, 50.5, 53.0, 56.0, 49.0]
+    assert kendall_tau(scores, reference) == pytest.approx(stats.kendalltau(scores, reference).statistic)  # τ-b, ties
+    assert spearman_rho(scores, reference) == pytest.approx(stats.spearmanr(scores, reference).statistic)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_is_repeatable():
+    x = [30.0, 32.0, 35.0, 36.0, 38.0, 41.0, 42.0, 44.0]
+    y = [50.0, 53.0, 52.0, 56.0, 55.0, 58.0, 61.0, 60.0]
+    low, high = bootstrap_interval(kendall_tau, x, y)
+    assert low <= kendall_tau(x, y) <= high and -1 <= low < high <= 1
+    assert bootstrap_interval(kendall_tau, x, y) == (low, high)
+
+
+def test_figures_and_top5_overlap():
+    runs = {"a": [40.0, 42.0], "b": [35.0, 37.0], "c": [30.0, 30.0], "d": [45.0, 43.0], "e": [20.0, 22.0], "f": [25.0, 25.0]}
+    reference = {"a": 60.0, "b": 55.0, "c": 50.0, "d": 65.0, "e": 40.0, "f": 45.0}
+    figures = fidelity_figures("smoke", runs, [2.0, 4.0], concurrency=2, reference=reference)
+    assert figures.tau == pytest.approx(1.0) and figures.rho == pytest.approx(1.0) and figures.top5_overlap == 1.0
+    assert figures.sigma == pytest.approx(math.sqrt((2 + 2 + 0 + 2 + 2 + 0) / 6)) and figures.sigma_df == 6
+    assert figures.seconds_per_training == 3.0 and figures.search_minutes == pytest.approx(200 * 3.0 / 2 / 60)
+    assert top_k_overlap({"a": 3, "b": 2, "c": 1, "d": 0, "e": -1, "f": -2}, {"f": 3, "b": 2, "c": 1, "d": 0, "e": -1, "a": -2}) == 0.8
+
+
+def test_recommendation_is_the_cheapest_with_a_high_enough_tau_lower_bound():
+    def candidate(name, seconds, low):
+        return FidelityFigures(name, 16, seconds, 0.0, 1.0, 16, 3.0, tau=low + 0.1, tau_interval=(low, low + 0.2))
+
+    cheap_bad, middle_good, costly_good = candidate("a", 1.0, 0.3), candidate("b", 5.0, 0.65), candidate("c", 9.0, 0.9)
+    assert recommend([costly_good, cheap_bad, middle_good], 0.6) is middle_good
+    assert recommend([cheap_bad], 0.6) is None
+    assert recommend([cheap_bad, middle_good], 0.7) is None
+
+
+def test_panels():
+    space = load_space("mv2")
+    default = make_panel(space, "default", seed=0)
+    assert len(default) == 16 and len(set(default)) == 16 and all(space.contains(g) for g in default)
+    assert len(make_panel(space, "paper", 0)) == 30
+    assert make_panel(space, "random:5", 1) == make_panel(space, "random:5", 1)
+    with pytest.raises(ValueError, match="random:N needs N >= 3"):
+        make_panel(space, "random:2", 0)
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.run([sys.executable, "-m", "ulsam_nas.calibrate", *args], capture_output=True, text=True,
+                          env=env, **kwargs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fidelities", "smoke:foo=1", "--reference", "smoke"], "unknown fidelity key 'foo'"),
+    (["--fidelities", "smoke", "--reference", "smoke"], "--fidelities holds only the reference"),
+    (["--fidelities", "smoke", "--reference", "proxy", "--panel", "random:2"], "random:N needs N >= 3"),
+    (["--fidelities", "smoke", "--reference", "proxy", "--seeds", "0"], "--seeds must be at least 1"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    result = run_cli(*args, "--study", str(tmp_path / "cal"), timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "cal").exists()
+
+
+def test_killed_calibration_resumes_without_retraining(tmp_path):
+    folder = tmp_path / "cal"
+    args = ["--space", "mv2", "--fidelities", "smoke:epochs=1", "--reference", "smoke", "--seeds", "1",
+            "--panel", "random:3", "--study", str(folder)]
+    driver = subprocess.Popen([sys.executable, "-m", "ulsam_nas.calibrate", *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    storage = f"sqlite:///{folder / 'calibration.db'}"
+    deadline, states = time.time() + 240, []
+    while time.time() < deadline:
+        time.sleep(1)
+        try:
+            states = [t.state for t in optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage).trials]
+        except Exception:  # noqa: BLE001 - not created yet
+            continue
+        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+            break
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert TrialState.COMPLETE in states, states
+    before = optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage)
+    finished = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
+
+    result = run_cli(*args, timeout=400)
+    assert result.returncode == 0, result.stderr
+    after = optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage)
+    for number, values in finished.items():
+        assert after.trials[number].values == values
+    keys = [(t.user_attrs["fidelity"], t.user_attrs["genome"], t.user_attrs["seed"])
+            for t in after.trials if t.state == TrialState.COMPLETE]
+    assert len(keys) == len(set(keys)) == 6  # 2 fidelities x 3 genomes x 1 seed, none trained twice
+    assert f"{len(finished) and 6 - len(finished)} of 6 trainings to run" in result.stderr
+    assert not [t for t in after.trials if t.state == TrialState.RUNNING]
+    written = json.loads((folder / "calibration.json").read_text())
+    assert written["reference"]["fidelity"] == "smoke" and written["candidates"][0]["fidelity"] == "smoke:epochs=1"
+    assert written["candidates"][0]["tau_interval"] is not None
+    assert "Kendall τ" in result.stdout and ("recommended:" in result.stdout or "no candidate" in result.stdout)
+    assert "plotly" in (folder / "calibration.html").read_text()

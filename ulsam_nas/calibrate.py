@@ -1,0 +1,517 @@
+"""python -m ulsam_nas.calibrate: which proxy fidelity ranks architectures like a longer training.
+
+    python -m ulsam_nas.calibrate --space mv2 --fidelities smoke,smoke:epochs=8 --reference proxy \\
+        [--dataset D] [--panel paper|random:N|FILE] [--seeds K] [--study DIR] [--min-tau 0.6]
+
+Every NAS result stands on the bet that the cheap proxy ranks genomes as the target training
+would. This command measures it (as EcoNAS and the zero-cost-proxy studies do): a panel of
+genomes is trained at every candidate fidelity and at the reference, K seeds each, through the
+same Ray Tune machinery as the search (validation split, resources, ``--address``). Every
+training is a trial of an Optuna study (one per (fidelity, genome, seed); a killed run resumes
+without retraining what finished). For each candidate it reports seconds per training and the
+cost of a 200-training search, the seed noise σ and the spread of the genome means, Kendall τ
+and Spearman ρ between its mean ranking and the reference's (each with a bootstrap 90% interval
+over the panel), and the top-5 overlap; it recommends the cheapest fidelity whose τ lower bound
+reaches ``--min-tau``. Writes ``calibration.json`` and an offline ``calibration.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from .cost import count_cost
+from .data import VAL_FRACTION, DataSpec
+from .fidelity import parse_fidelity
+from .genome import Genome
+from .ledger import INTERRUPTED, driver_identity
+from .spaces import SearchSpace
+from .tune import TrialSettings, run_trial, trial_outcome
+
+PANEL_SIZE = 16
+SEARCH_TRAININGS = 200  # the cost quoted per fidelity: a search of this many trainings
+BOOTSTRAP_RESAMPLES = 2000
+Trainer = Callable[..., Any]
+
+
+# -- the panel -----------------------------------------------------------------------------------
+
+
+def random_genomes(space: SearchSpace, count: int, seed: int, exclude: set[Genome] = frozenset()) -> list[Genome]:
+    """``count`` distinct genomes drawn by Optuna's RandomSampler from the space's parameters."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    genomes: list[Genome] = []
+    for _ in range(100 * count):
+        genome = space.suggest(study.ask())
+        if genome not in exclude and genome not in genomes:
+            genomes.append(genome)
+        if len(genomes) == count:
+            return genomes
+    raise ValueError(f"space {space.name} has fewer than {count} distinct genomes to draw")
+
+
+def make_panel(space: SearchSpace, spec: str, seed: int) -> list[Genome]:
+    """``paper`` (every paper configuration the space holds), ``random:N``, a file of genome
+    strings (one per line, ``#`` comments), or ``default``: paper configurations spread over the
+    list, then random genomes, up to 16."""
+    paper = [g for g, _ in space.paper_genomes() if space.contains(g)]
+    if spec == "default":
+        step = max(1, math.ceil(len(paper) / PANEL_SIZE))
+        chosen = paper[::step][:PANEL_SIZE]
+        return chosen + random_genomes(space, PANEL_SIZE - len(chosen), seed, set(chosen))
+    if spec == "paper":
+        if len(paper) < 3:
+            raise ValueError(f"space {space.name} holds {len(paper)} paper configuration(s); a ranking needs 3")
+        return paper
+    if spec.startswith("random:"):
+        count = spec.removeprefix("random:")
+        if not count.isdigit() or int(count) < 3:
+            raise ValueError(f"--panel {spec!r}: random:N needs N >= 3 (a ranking needs three genomes)")
+        return random_genomes(space, int(count), seed)
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--panel {spec!r}: not paper, random:N or a file of genomes")
+    genomes = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            genome = Genome.from_string(text)
+        except ValueError as error:
+            raise ValueError(f"{path}:{number}: {error}") from None
+        if not space.contains(genome):
+            raise ValueError(f"{path}:{number}: {genome} is not in space {space.name}")
+        genomes.append(genome)
+    if len(set(genomes)) < 3:
+        raise ValueError(f"{path}: a panel needs at least 3 distinct genomes, found {len(set(genomes))}")
+    return list(dict.fromkeys(genomes))
+
+
+# -- rank agreement ---------------------------------------------------------------------------------
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's τ-b (ties handled) between two score lists over the same genomes."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(x, y).statistic)
+
+
+def spearman_rho(x: list[float], y: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def bootstrap_interval(statistic: Callable[[list[float], list[float]], float], x: list[float], y: list[float],
+                       confidence: float = 0.9, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(x, y)``, resampling genomes (pairs) with
+    replacement. Resamples where the statistic is undefined (all scores tied) are dropped."""
+    rng = np.random.default_rng(seed)
+    x_array, y_array = np.asarray(x), np.asarray(y)
+    values = []
+    with warnings.catch_warnings():  # scipy warns on the constant resamples that are dropped
+        warnings.simplefilter("ignore")
+        for _ in range(BOOTSTRAP_RESAMPLES):
+            index = rng.integers(0, len(x_array), len(x_array))
+            value = statistic(list(x_array[index]), list(y_array[index]))
+            if math.isfinite(value):
+                values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
+def top_k_overlap(x: dict[str, float], y: dict[str, float], k: int = 5) -> float:
+    """Share of the reference's top k (by ``y``) that are also in the candidate's top k."""
+    k = min(k, len(x))
+    top = lambda scores: set(sorted(scores, key=lambda g: (-scores[g], g))[:k])  # noqa: E731
+    return len(top(x) & top(y)) / k
+
+
+# -- one fidelity's figures -------------------------------------------------------------------------
+
+
+@dataclass
+class FidelityFigures:
+    fidelity: str
+    genomes: int  # genomes with at least one COMPLETE seed (shared with the reference)
+    seconds_per_training: float
+    search_minutes: float  # a SEARCH_TRAININGS search at the calibration's concurrency
+    sigma: float | None  # pooled seed std of top-1, pp
+    sigma_df: int
+    spread: float  # std of the genome means, pp
+    tau: float | None = None
+    tau_interval: tuple[float, float] | None = None
+    rho: float | None = None
+    rho_interval: tuple[float, float] | None = None
+    top5_overlap: float | None = None
+
+
+def fidelity_figures(fidelity: str, runs: dict[str, list[float]], seconds: list[float], concurrency: int,
+                     reference: dict[str, float] | None) -> FidelityFigures:
+    """``runs``: genome -> top-1 per seed; ``reference``: genome -> mean top-1 at the reference."""
+    means = {g: statistics.fmean(v) for g, v in runs.items() if v}
+    repeated = [v for v in runs.values() if len(v) >= 2]
+    df = sum(len(v) - 1 for v in repeated)
+    sigma = math.sqrt(sum(statistics.variance(v) * (len(v) - 1) for v in repeated) / df) if df else None
+    per_training = statistics.fmean(seconds) if seconds else float("nan")
+    figures = FidelityFigures(fidelity, len(means), per_training, SEARCH_TRAININGS * per_training / max(1, concurrency) / 60,
+                              sigma, df, statistics.pstdev(means.values()) if len(means) > 1 else 0.0)
+    if reference is not None:
+        shared = sorted(set(means) & set(reference))
+        if len(shared) >= 3:
+            x, y = [means[g] for g in shared], [reference[g] for g in shared]
+            figures.tau, figures.tau_interval = kendall_tau(x, y), bootstrap_interval(kendall_tau, x, y)
+            figures.rho, figures.rho_interval = spearman_rho(x, y), bootstrap_interval(spearman_rho, x, y)
+            figures.top5_overlap = top_k_overlap({g: means[g] for g in shared}, {g: reference[g] for g in shared})
+    return figures
+
+
+def recommend(candidates: list[FidelityFigures], min_tau: float) -> FidelityFigures | None:
+    """The cheapest candidate whose τ lower bound reaches ``min_tau``; None if none does."""
+    qualified = [c for c in candidates if c.tau_interval is not None and c.tau_interval[0] >= min_tau]
+    return min(qualified, key=lambda c: c.seconds_per_training, default=None)
+
+
+# -- the study --------------------------------------------------------------------------------------
+
+
+def plan(study: optuna.Study, fidelities: list[str], panel: list[Genome], seeds: list[int]) -> list[tuple[str, str, int]]:
+    """(fidelity, genome, seed) trainings the study does not hold as COMPLETE yet, fidelity by
+    fidelity in the order given."""
+    done = {(t.user_attrs.get("fidelity"), t.user_attrs.get("genome"), t.user_attrs.get("seed"))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    return [(f, str(g), s) for f in fidelities for g in panel for s in seeds if (f, str(g), s) not in done]
+
+
+def collect(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """fidelity -> {"runs": genome -> [top-1 per seed], "seconds": [...]} from COMPLETE trials."""
+    out: dict[str, dict[str, Any]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        entry = out.setdefault(trial.user_attrs["fidelity"], {"runs": {}, "seconds": []})
+        entry["runs"].setdefault(trial.user_attrs["genome"], []).append(trial.values[0])
+        if trial.user_attrs.get("seconds") is not None:
+            entry["seconds"].append(float(trial.user_attrs["seconds"]))
+    return out
+
+
+@dataclass
+class Calibration:
+    reference: FidelityFigures
+    candidates: list[FidelityFigures]
+    recommended: FidelityFigures | None
+    min_tau: float
+
+    def to_json(self) -> dict:
+        return {"reference": asdict(self.reference), "candidates": [asdict(c) for c in self.candidates],
+                "recommended": self.recommended.fidelity if self.recommended else None, "min_tau": self.min_tau}
+
+
+def analyse(study: optuna.Study, candidates: list[str], reference: str, concurrency: int, min_tau: float) -> Calibration:
+    data = collect(study)
+    empty = {"runs": {}, "seconds": []}
+    ref_data = data.get(reference, empty)
+    ref = fidelity_figures(reference, ref_data["runs"], ref_data["seconds"], concurrency, None)
+    ref_means = {g: statistics.fmean(v) for g, v in ref_data["runs"].items() if v}
+    figures = [fidelity_figures(f, data.get(f, empty)["runs"], data.get(f, empty)["seconds"], concurrency, ref_means)
+               for f in candidates]
+    return Calibration(ref, figures, recommend(figures, min_tau), min_tau)
+
+
+# -- training the plan with Ray Tune ----------------------------------------------------------------
+
+
+def run_calibration_trial(config: dict, data: DataSpec, backbone: str, val_fraction: float, trainer: Trainer) -> None:
+    """The search's trainable, with the fidelity taken from each trial's config."""
+    run_trial(config, TrialSettings(data, parse_fidelity(config["fidelity"], backbone), val_fraction), trainer)
+
+
+class PlanSearcher(Searcher):
+    """Ray Tune's Searcher interface over a fixed list of (fidelity, genome, seed) trainings,
+    each an Optuna trial whose state tells the truth (``tune.trial_outcome``)."""
+
+    def __init__(self, study: optuna.Study, jobs: list[tuple[str, str, int]], num_classes: int, attrs: dict) -> None:
+        super().__init__(metric=None, mode=None)
+        self.study, self.jobs, self.num_classes, self.attrs = study, list(jobs), num_classes, attrs
+        self.total, self.done, self.failed = len(jobs), 0, 0
+        self.live: dict[str, optuna.Trial] = {}
+        self.last_result: dict[str, dict] = {}
+        self.driver = driver_identity()
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str):
+        if not self.jobs:
+            return Searcher.FINISHED if not self.live else None
+        fidelity, genome, seed = self.jobs.pop(0)
+        cost = count_cost(Genome.from_string(genome), num_classes=self.num_classes)
+        trial = self.study.ask()
+        for name, value in {**self.attrs, "fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs,
+                            "params": cost.params, "driver": self.driver, "heartbeat": time.time()}.items():
+            trial.set_user_attr(name, value)
+        self.live[trial_id] = trial
+        return {"fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs, "params": cost.params}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.last_result[trial_id] = result
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        result = result or self.last_result.pop(trial_id, None)
+        state, failure = trial_outcome(result, error)
+        if result is not None and "seconds" in result:
+            trial.set_user_attr("seconds", result["seconds"])
+        if failure:
+            trial.set_user_attr("failure", failure)
+        self.study.tell(trial, [float(result["top1"])] if state == TrialState.COMPLETE else None, state=state)
+        self.done += 1
+        self.failed += state != TrialState.COMPLETE
+
+    def heartbeat(self) -> None:
+        now = time.time()
+        for trial in self.live.values():
+            trial.set_user_attr("heartbeat", now)
+
+    def close_all(self) -> int:
+        for trial in self.live.values():
+            trial.set_user_attr("failure", INTERRUPTED)
+            self.study.tell(trial, state=TrialState.FAIL)
+        held, self.live = len(self.live), {}
+        return held
+
+
+def train_plan(study: optuna.Study, jobs: list[tuple[str, str, int]], data: DataSpec, space: SearchSpace,
+               num_classes: int, val_fraction: float, resources: dict[str, float], concurrency: int, study_dir: Path,
+               trainer: Trainer | None = None) -> None:
+    """Run the (fidelity, genome, seed) trainings as Ray Tune trials. Ray must be initialised."""
+    from ray import tune
+
+    if trainer is None:
+        from .train import train as trainer
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # silent legacy console output (see tune.py)
+    searcher = PlanSearcher(study, jobs, num_classes, {"dataset": str(data)})
+    started = time.time()
+
+    class Progress(tune.Callback):
+        last = 0.0
+
+        def on_step_end(self, iteration, trials, **info):
+            now = time.time()
+            if now - self.last >= 10:
+                self.last = now
+                searcher.heartbeat()
+                eta = (now - started) / searcher.done * (searcher.total - searcher.done) if searcher.done else None
+                print(f"calibrate: {searcher.done}/{searcher.total} trainings done, {len(searcher.live)} running, "
+                      f"{searcher.failed} failed; elapsed {now - started:.0f}s, ETA {'?' if eta is None else f'{eta:.0f}s'}",
+                      file=sys.stderr, flush=True)
+
+    trainable = tune.with_resources(
+        tune.with_parameters(run_calibration_trial, data=data, backbone=space.backbone, val_fraction=val_fraction,
+                             trainer=trainer), resources)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="top1", mode="max",
+                                    max_concurrent_trials=concurrency, reuse_actors=True),
+        run_config=tune.RunConfig(name=study.study_name, storage_path=str((study_dir / "ray").resolve()), verbose=0,
+                                  callbacks=[Progress()], failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    try:
+        tuner.fit()
+    finally:
+        held = searcher.close_all()
+        if held:
+            print(f"\nstopped: {held} training(s) closed as FAIL 'interrupted'; run the same command to continue",
+                  file=sys.stderr)
+
+
+# -- output --------------------------------------------------------------------------------------------
+
+
+def _interval(value: float | None, interval: tuple[float, float] | None) -> str:
+    if value is None or interval is None:
+        return "-"
+    return f"{value:+.2f} [{interval[0]:+.2f}, {interval[1]:+.2f}]"
+
+
+def summary_lines(result: Calibration) -> list[str]:
+    ref = result.reference
+    sigma = lambda f: "-" if f.sigma is None else f"{f.sigma:.2f}"  # noqa: E731
+    lines = [f"reference {ref.fidelity}: {ref.genomes} genomes, {ref.seconds_per_training:.1f} s per training, "
+             f"seed σ {sigma(ref)} pp, spread of genome means {ref.spread:.2f} pp",
+             f"{'fidelity':<34} {'s/training':>10} {'200-training search':>20} {'σ pp':>6} {'spread pp':>9} "
+             f"{'Kendall τ [90% CI]':>22} {'Spearman ρ [90% CI]':>22} {'top-5':>5}"]
+    for f in result.candidates:
+        overlap = "-" if f.top5_overlap is None else f"{f.top5_overlap:.0%}"
+        lines.append(f"{f.fidelity:<34} {f.seconds_per_training:>10.1f} {f'{f.search_minutes:.0f} min':>20} {sigma(f):>6} "
+                     f"{f.spread:>9.2f} {_interval(f.tau, f.tau_interval):>22} {_interval(f.rho, f.rho_interval):>22} "
+                     f"{overlap:>5}")
+    if result.recommended is None:
+        lines.append(f"no candidate's τ lower bound reaches {result.min_tau}: none ranks like {ref.fidelity} "
+                     f"with confidence; try longer fidelities, more seeds or a larger panel")
+    else:
+        lines.append(f"recommended: {result.recommended.fidelity}, the cheapest whose τ lower bound reaches "
+                     f"{result.min_tau} ({result.recommended.tau_interval[0]:+.2f})")
+    return lines
+
+
+def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
+    """calibration.json and an offline calibration.html (τ and ρ against cost, with intervals)."""
+    import plotly.graph_objects as go
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out_dir / "calibration.json", out_dir / "calibration.html"
+    json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    figure = go.Figure()
+    rows = [f for f in result.candidates if f.tau is not None]
+    for name, value, interval, symbol in (("Kendall τ", "tau", "tau_interval", "circle"),
+                                          ("Spearman ρ", "rho", "rho_interval", "diamond")):
+        figure.add_scatter(
+            x=[f.seconds_per_training for f in rows], y=[getattr(f, value) for f in rows], mode="markers+text",
+            name=name, text=[f.fidelity for f in rows], textposition="top center", marker={"symbol": symbol, "size": 10},
+            error_y={"type": "data", "symmetric": False,
+                     "array": [getattr(f, interval)[1] - getattr(f, value) for f in rows],
+                     "arrayminus": [getattr(f, value) - getattr(f, interval)[0] for f in rows]})
+    figure.add_hline(y=result.min_tau, line_dash="dash", annotation_text=f"--min-tau {result.min_tau}")
+    figure.update_layout(title=f"Rank agreement with {result.reference.fidelity} against cost (90% bootstrap intervals)",
+                         xaxis_title="seconds per training", yaxis_title="rank correlation", xaxis_type="log",
+                         template="plotly_white", height=520)
+    table = "".join(f"<li><code>{line}</code></li>" for line in summary_lines(result))
+    html_path.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Fidelity calibration</title>"
+        "<style>body{font-family:sans-serif;margin:2em}code{white-space:pre}</style></head><body>"
+        f"<h1>Fidelity calibration: {title}</h1><p>Top-1 on the validation split; every figure is over the panel's "
+        "genomes, means over seeds.</p>" + figure.to_html(full_html=False, include_plotlyjs=True)
+        + f"<ul>{table}</ul></body></html>", encoding="utf-8")
+    return [json_path, html_path]
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from .cli import ArgumentParser, check_storage, fail, start_ray
+    from .data import check_val_fraction, load_images
+    from .data.layouts import READERS
+    from .spaces import load_space
+    from .studies import open_storage
+
+    p = ArgumentParser(prog="python -m ulsam_nas.calibrate",
+                       description="Measure how well cheap fidelities rank genomes like a reference training.")
+    p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
+    p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT] (default synthetic)")
+    p.add_argument("--fidelities", required=True, help="comma-separated candidate fidelities, e.g. smoke,smoke:epochs=8")
+    p.add_argument("--reference", required=True, help="the fidelity to rank like, e.g. proxy or smoke:epochs=10")
+    p.add_argument("--panel", default="default",
+                   help="paper | random:N | FILE of genome strings (default: paper configurations plus random, 16)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per (fidelity, genome) (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="first seed, and the seed of the random panel (default 0)")
+    p.add_argument("--min-tau", type=float, default=0.6, help="τ lower bound a recommendation needs (default 0.6)")
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION, help=f"validation share (default {VAL_FRACTION})")
+    p.add_argument("--study", type=Path, default=None, help="folder (default studies/calibrate-<space>-<dataset>)")
+    p.add_argument("--address", default=None, help="address of an existing Ray cluster (default: start a local one)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each training reserves (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs each training reserves (default 1 with GPUs)")
+    p.add_argument("--concurrency", type=int, default=None, help="trainings at once (default: as resources allow)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        space = load_space(args.space)
+        data = DataSpec.parse(args.dataset)
+        if data.name in READERS:
+            READERS[data.name](data.root, "train")
+        names = [f.strip() for f in args.fidelities.split(",") if f.strip()]
+        if not names:
+            fail("--fidelities names no fidelity")
+        candidates = list(dict.fromkeys(parse_fidelity(name, space.backbone).name for name in names))
+        reference = parse_fidelity(args.reference, space.backbone).name
+        candidates = [c for c in candidates if c != reference]
+        if not candidates:
+            fail("--fidelities holds only the reference: give at least one other fidelity")
+        if args.seeds < 1:
+            fail(f"--seeds must be at least 1, got {args.seeds}")
+        if not -1 <= args.min_tau <= 1:
+            fail(f"--min-tau must be in [-1, 1], got {args.min_tau}")
+        check_val_fraction(args.val_fraction)
+        panel = make_panel(space, args.panel, args.seed)
+    except ValueError as error:
+        fail(str(error))
+    name = f"calibrate-{space.name}-{data.name}"
+    study_dir = args.study or Path("studies") / name
+    storage_url = f"sqlite:///{(study_dir / 'calibration.db').resolve()}"
+    check_storage(storage_url, study_dir)
+
+    import ray
+
+    start_ray(args.address)
+    cluster_gpus, cluster_cpus = ray.cluster_resources().get("GPU", 0), ray.cluster_resources().get("CPU", 1)
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if cluster_gpus else 0.0)
+    if gpus and not cluster_gpus:
+        fail(f"--gpus-per-trial {gpus}: there is no GPU in this Ray cluster")
+    limits = [cluster_cpus // args.cpus_per_trial] + ([cluster_gpus // gpus] if gpus else [])
+    concurrency = args.concurrency or max(1, int(min(limits)))
+    try:
+        num_classes = len(load_images(data, "train", parse_fidelity(reference, space.backbone).resolution).classes)
+    except ValueError as error:
+        fail(str(error))
+
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(storage_url)
+    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize"], load_if_exists=True)
+    identity = {"space": space.name, "dataset": str(data), "val_fraction": args.val_fraction}
+    for key, value in identity.items():
+        stored = study.user_attrs.get(key)
+        if stored is not None and stored != value:
+            fail(f"calibration study in {study_dir} was run with {key} {stored!r}, not {value!r}: choose another --study")
+        study.set_user_attr(key, value)
+    from .ledger import close_interrupted
+
+    closed = close_interrupted(study, storage, requeue=False)
+    if closed:
+        print(f"closed {len(closed)} interrupted training(s) as FAIL; they run again", file=sys.stderr)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    jobs = plan(study, [*candidates, reference], panel, seeds)
+    total = len(candidates + [reference]) * len(panel) * len(seeds)
+    print(f"calibrating {len(candidates)} fidelities against {reference} on {data}: panel of {len(panel)} genomes, "
+          f"{len(seeds)} seed(s); {len(jobs)} of {total} trainings to run, {concurrency} at once", file=sys.stderr)
+    if jobs:
+        try:
+            train_plan(study, jobs, data, space, num_classes, args.val_fraction, {"cpu": args.cpus_per_trial, "gpu": gpus},
+                       concurrency, study_dir)
+        except KeyboardInterrupt:
+            print("\ninterrupted: run the same command again to continue", file=sys.stderr)
+            return 130
+    result = analyse(study, candidates, reference, concurrency, args.min_tau)
+    files = write_outputs(result, study_dir, f"{space.name} on {data}")
+    print("\n".join(summary_lines(result)))
+    if result.recommended is not None:
+        print(f"\nsearch with it:\n  python -m ulsam_nas.search --space {args.space} --dataset {data} "
+              f"--fidelity {result.recommended.fidelity}")
+    print(f"wrote {files[0]} and {files[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

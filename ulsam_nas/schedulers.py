@@ -1,0 +1,128 @@
+"""Multi-objective asynchronous successive halving: what ``--early-stop`` stops trials with.
+
+Why not Ray's ASHA: it ranks the trials at a rung by top-1 alone, so it stops a cheap
+architecture for being less accurate, although the search maps the accuracy-vs-cost front and
+that architecture may well belong on it. Optuna's pruners do not support multi-objective
+studies either. This is ASHA (Li et al. 2020) with the rung ranked the way MO-ASHA (Schmucker
+et al. 2021) ranks it: by non-dominated sorting of (top-1, MACs, params), ties within a front
+broken by NSGA-II's crowding distance (Deb et al. 2002), so the ends of every front and its
+sparse parts go on training.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from .front import DIRECTIONS, OBJECTIVES
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Pareto dominance of minimisation points: ``a`` is nowhere worse than ``b`` and better somewhere."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def nondominated_fronts(points: Sequence[Sequence[float]]) -> list[list[int]]:
+    """Indices of minimisation ``points`` by front: front 0 holds the points nothing dominates,
+    front k those dominated only by points of earlier fronts. Deb's fast sort, O(n²) dominance
+    checks: a rung holds at most the search's budget of points, and this runs at every rung
+    result. Equal points share a front; indices within a front ascend."""
+    better_than: list[list[int]] = [[] for _ in points]  # i -> the points i dominates
+    beaten_by = [0] * len(points)  # i -> how many points dominate i
+    for i in range(len(points)):
+        for j in range(i + 1, len(points)):
+            if dominates(points[i], points[j]):
+                better_than[i].append(j)
+                beaten_by[j] += 1
+            elif dominates(points[j], points[i]):
+                better_than[j].append(i)
+                beaten_by[i] += 1
+    fronts, front = [], [i for i, count in enumerate(beaten_by) if count == 0]
+    while front:
+        fronts.append(front)
+        after = []
+        for i in front:
+            for j in better_than[i]:
+                beaten_by[j] -= 1
+                if beaten_by[j] == 0:
+                    after.append(j)
+        front = sorted(after)
+    return fronts
+
+
+def crowding_distance(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II crowding distance of each point of one front: over the objectives, the sum of the
+    gaps between its two neighbours, each scaled by that objective's range in the front. The
+    lowest and highest point of every objective get infinity, so a front's ends always rank
+    first; an objective on which the whole front is equal separates no one and is skipped."""
+    distance = [0.0] * len(points)
+    for m in range(len(points[0]) if points else 0):
+        order = sorted(range(len(points)), key=lambda i: points[i][m])
+        low, high = points[order[0]][m], points[order[-1]][m]
+        if high == low:
+            continue
+        distance[order[0]] = distance[order[-1]] = math.inf
+        for before, i, after in zip(order, order[1:], order[2:]):
+            distance[i] += (points[after][m] - points[before][m]) / (high - low)
+    return distance
+
+
+def ranking(points: Sequence[Sequence[float]]) -> list[tuple[int, float]]:
+    """Each point's sort key (front index, -crowding distance) among ``points``: smaller is better."""
+    keys: list[tuple[int, float]] = [(0, 0.0)] * len(points)
+    for rank, front in enumerate(nondominated_fronts(points)):
+        for i, distance in zip(front, crowding_distance([points[i] for i in front])):
+            keys[i] = (rank, -distance)
+    return keys
+
+
+class MultiObjectiveSuccessiveHalving(FIFOScheduler):
+    """Asynchronous successive halving on (top-1, MACs, params), maximising top-1 and minimising the costs.
+
+    Rungs sit at ``grace_period * eta**k`` iterations below ``max_t``. A trial reaching a rung
+    records its objective vector there and is judged at once against what the rung holds so far
+    (no waiting for a full rung, as in ASHA): the n points are ordered by front, then by
+    descending crowding distance, and the trial goes on if it is among the first ceil(n / eta).
+    As in ASHA, only a trial strictly behind the cut-off stops: one tied with it goes on.
+
+    ``stopped`` maps every stopped Tune trial id to its rung (``stopped_at_rung``), its front
+    index there (``stopped_rank``) and its top-1 there (``top1_at_rung``): the user attributes
+    that record in the study why it was pruned.
+    """
+
+    def __init__(self, max_t: int, grace_period: int = 1, eta: int = 2, time_attr: str = "training_iteration") -> None:
+        if grace_period < 1 or eta < 2:
+            raise ValueError(f"need grace_period >= 1 and eta >= 2, got {grace_period} and {eta}")
+        super().__init__()
+        self.time_attr, self.eta = time_attr, eta
+        self.rungs: list[int] = []
+        while grace_period * eta ** len(self.rungs) < max_t:
+            self.rungs.append(grace_period * eta ** len(self.rungs))
+        self.recorded: dict[int, dict[str, tuple[float, ...]]] = {rung: {} for rung in self.rungs}
+        self.stopped: dict[str, dict[str, float]] = {}
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # the objectives are the study's, whatever metric Tune ranks by
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        reached = [rung for rung in self.rungs if rung <= result.get(self.time_attr, 0)]
+        if not reached or trial.trial_id in self.recorded[reached[-1]] or "failure" in result:
+            return TrialScheduler.CONTINUE  # a failure report is no measurement (the trial ends anyway)
+        values = [result.get(name) for name in OBJECTIVES]
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):  # numpy scalars too
+            return TrialScheduler.CONTINUE  # nothing to rank (a NaN top-1 fails the trial at its end)
+        rung, recorded = reached[-1], self.recorded[reached[-1]]
+        recorded[trial.trial_id] = tuple(v if d == "minimize" else -v for v, d in zip(values, DIRECTIONS))
+        keys = ranking(list(recorded.values()))
+        mine = keys[-1]  # dicts keep insertion order: the trial was recorded last
+        if sum(key < mine for key in keys) < math.ceil(len(keys) / self.eta):
+            return TrialScheduler.CONTINUE
+        self.stopped[trial.trial_id] = {"stopped_at_rung": rung, "stopped_rank": mine[0],
+                                        "top1_at_rung": result[OBJECTIVES[0]]}
+        return TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        return f"Using multi-objective successive halving: rungs {self.rungs}, eta {self.eta}, {len(self.stopped)} stopped"
