@@ -366,7 +366,9 @@ def summary_lines(result: Calibration) -> list[str]:
                      f"{f.spread:>9.2f} {_interval(f.tau, f.tau_interval):>22} {_interval(f.rho, f.rho_interval):>22} "
                      f"{overlap:>5}")
     if result.recommended is None:
-        lines.append(f"no candidate's τ lower bound reaches {result.min_tau}: none ranks like {ref.fidelity} "
+        bounds = [(c.tau_interval[0], c.fidelity) for c in result.candidates if c.tau_interval is not None]
+        best = f" (the best is {max(bounds)[1]}'s {max(bounds)[0]:.3f})" if bounds else ""
+        lines.append(f"no candidate's τ lower bound reaches {result.min_tau}{best}: none ranks like {ref.fidelity} "
                      f"with confidence; try longer fidelities, more seeds or a larger panel")
     else:
         lines.append(f"recommended: {result.recommended.fidelity}, the cheapest whose τ lower bound reaches "
@@ -395,13 +397,24 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
     figure.update_layout(title=f"Rank agreement with {result.reference.fidelity} against cost (90% bootstrap intervals)",
                          xaxis_title="seconds per training", yaxis_title="rank correlation", xaxis_type="log",
                          template="plotly_white", height=520)
-    table = "".join(f"<li><code>{line}</code></li>" for line in summary_lines(result))
+    import pandas as pd
+
+    rows = [{"fidelity": f.fidelity, "seconds per training": f.seconds_per_training,
+             f"{SEARCH_TRAININGS}-training search (min)": f.search_minutes, "seed σ (pp)": f.sigma,
+             "spread of means (pp)": f.spread, "Kendall τ [90% CI]": _interval(f.tau, f.tau_interval),
+             "Spearman ρ [90% CI]": _interval(f.rho, f.rho_interval),
+             "top-5 overlap": None if f.top5_overlap is None else f"{f.top5_overlap:.0%}"}
+            for f in [*result.candidates, result.reference]]
+    lines = summary_lines(result)
+    table = (pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-")
+             + f"<p>{lines[0]}</p><p><b>{lines[-1]}</b></p>")
     html_path.write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Fidelity calibration</title>"
-        "<style>body{font-family:sans-serif;margin:2em}code{white-space:pre}</style></head><body>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>"
         f"<h1>Fidelity calibration: {title}</h1><p>Top-1 on the validation split; every figure is over the panel's "
         "genomes, means over seeds.</p>" + figure.to_html(full_html=False, include_plotlyjs=True)
-        + f"<ul>{table}</ul></body></html>", encoding="utf-8")
+        + table + "</body></html>", encoding="utf-8")
     return [json_path, html_path]
 
 
