@@ -46,6 +46,20 @@ def isolated_cache(tmp_path_factory):
         os.environ["ULSAM_NAS_CACHE"] = previous
 
 
+def trial_states(database: Path) -> list[str]:
+    """The trial states of an Optuna SQLite file, read-only: polling a study that a driver is
+    creating must not race it to create the schema (Optuna's storage would)."""
+    import sqlite3
+
+    if not database.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            return [state for (state,) in connection.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.Error:  # the schema is not there yet
+        return []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

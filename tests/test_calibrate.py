@@ -26,6 +26,8 @@ from ulsam_nas.calibrate import (
 )
 from ulsam_nas.spaces import load_space
 
+from .conftest import trial_states
+
 
 def test_rank_statistics_on_known_rankings():
     x = [1, 2, 3, 4, 5]
@@ -103,17 +105,14 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
                               stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     storage = f"sqlite:///{folder / 'calibration.db'}"
     deadline, states = time.time() + 240, []
-    while time.time() < deadline:
+    while time.time() < deadline:  # kill -9 once a training has finished and another runs
         time.sleep(1)
-        try:
-            states = [t.state for t in optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage).trials]
-        except Exception:  # noqa: BLE001 - not created yet
-            continue
-        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+        states = trial_states(folder / "calibration.db")
+        if "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None:
             break
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert TrialState.COMPLETE in states, states
+    assert "COMPLETE" in states, states
     before = optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage)
     finished = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
 

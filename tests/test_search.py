@@ -33,6 +33,7 @@ from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
 
 from . import layouts
+from .conftest import trial_states
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 
@@ -248,16 +249,12 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     states = []
     while time.time() < deadline:  # kill -9 once a trial has finished and others are running
         time.sleep(1)
-        try:
-            study = optuna.load_study(study_name="mv2-synthetic", storage=storage)
-            states = [t.state for t in study.trials]
-        except Exception:  # noqa: BLE001 - the study may not exist yet
-            continue
-        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+        states = trial_states(study_dir / "study.db")
+        if "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None:
             break
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert TrialState.COMPLETE in states and TrialState.RUNNING in states, states
+    assert "COMPLETE" in states and "RUNNING" in states, states
     before = optuna.load_study(study_name="mv2-synthetic", storage=storage)
     finished_before = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
     running_before = {t.number: t.user_attrs["seed"] for t in before.trials if t.state == TrialState.RUNNING}
