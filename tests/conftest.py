@@ -1,3 +1,4 @@
+import os
 import random
 import socket
 from pathlib import Path
@@ -58,6 +59,23 @@ def trial_states(database: Path) -> list[str]:
             return [state for (state,) in connection.execute("SELECT state FROM trials ORDER BY number")]
     except sqlite3.Error:  # the schema is not there yet
         return []
+
+
+def kill_once_running(driver, database: Path, timeout: float = 240) -> list[str]:
+    """SIGKILL ``driver`` once its study has a finished trial and a running one (or it exited);
+    returns the trial states seen last."""
+    import signal
+    import time
+
+    deadline, states = time.time() + timeout, []
+    while time.time() < deadline:
+        time.sleep(1)
+        states = trial_states(database)
+        if "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None:
+            break
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    return states
 
 
 def free_port() -> int:

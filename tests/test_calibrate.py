@@ -4,10 +4,8 @@ command (real smoke training on the built-in data) killed with SIGKILL and resum
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -26,7 +24,7 @@ from ulsam_nas.calibrate import (
 )
 from ulsam_nas.spaces import load_space
 
-from .conftest import trial_states
+from .conftest import kill_once_running
 
 
 def test_rank_statistics_on_known_rankings():
@@ -104,14 +102,7 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
     driver = subprocess.Popen([sys.executable, "-m", "ulsam_nas.calibrate", *args], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     storage = f"sqlite:///{folder / 'calibration.db'}"
-    deadline, states = time.time() + 240, []
-    while time.time() < deadline:  # kill -9 once a training has finished and another runs
-        time.sleep(1)
-        states = trial_states(folder / "calibration.db")
-        if "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None:
-            break
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    states = kill_once_running(driver, folder / "calibration.db")
     assert "COMPLETE" in states, states
     before = optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage)
     finished = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}

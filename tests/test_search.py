@@ -7,7 +7,6 @@ with real smoke training and kills it with SIGKILL.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
 
 from . import layouts
-from .conftest import trial_states
+from .conftest import kill_once_running
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 
@@ -245,15 +244,7 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     driver = subprocess.Popen([sys.executable, "-m", "ulsam_nas.search", *args], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     storage = f"sqlite:///{study_dir / 'study.db'}"
-    deadline = time.time() + 240
-    states = []
-    while time.time() < deadline:  # kill -9 once a trial has finished and others are running
-        time.sleep(1)
-        states = trial_states(study_dir / "study.db")
-        if "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None:
-            break
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    states = kill_once_running(driver, study_dir / "study.db")
     assert "COMPLETE" in states and "RUNNING" in states, states
     before = optuna.load_study(study_name="mv2-synthetic", storage=storage)
     finished_before = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}

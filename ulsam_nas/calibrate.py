@@ -40,7 +40,7 @@ from .fidelity import parse_fidelity
 from .genome import Genome
 from .ledger import INTERRUPTED, driver_identity
 from .spaces import SearchSpace
-from .tune import TrialSettings, run_trial, trial_outcome
+from .tune import OptunaTrialsSearcher, TrialSettings, run_trial, trial_outcome
 
 PANEL_SIZE = 16
 SEARCH_TRAININGS = 200  # the cost quoted per fidelity: a search of this many trainings
@@ -243,20 +243,15 @@ def run_calibration_trial(config: dict, data: DataSpec, backbone: str, val_fract
     run_trial(config, TrialSettings(data, parse_fidelity(config["fidelity"], backbone), val_fraction), trainer)
 
 
-class PlanSearcher(Searcher):
+class PlanSearcher(OptunaTrialsSearcher):
     """Ray Tune's Searcher interface over a fixed list of (fidelity, genome, seed) trainings,
     each an Optuna trial whose state tells the truth (``tune.trial_outcome``)."""
 
     def __init__(self, study: optuna.Study, jobs: list[tuple[str, str, int]], num_classes: int, attrs: dict) -> None:
-        super().__init__(metric=None, mode=None)
+        super().__init__()
         self.study, self.jobs, self.num_classes, self.attrs = study, list(jobs), num_classes, attrs
         self.total, self.done, self.failed = len(jobs), 0, 0
-        self.live: dict[str, optuna.Trial] = {}
-        self.last_result: dict[str, dict] = {}
         self.driver = driver_identity()
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return True
 
     def suggest(self, trial_id: str):
         if not self.jobs:
@@ -270,14 +265,10 @@ class PlanSearcher(Searcher):
         self.live[trial_id] = trial
         return {"fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs, "params": cost.params}
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.last_result[trial_id] = result
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial = self.live.pop(trial_id, None)
+        trial, result = self.finished(trial_id, result)
         if trial is None:
             return
-        result = result or self.last_result.pop(trial_id, None)
         state, failure = trial_outcome(result, error)
         if result is not None and "seconds" in result:
             trial.set_user_attr("seconds", result["seconds"])

@@ -140,29 +140,45 @@ class Tally:
         return tally
 
 
-class StudySearcher(Searcher):
+class OptunaTrialsSearcher(Searcher):
+    """Ray Tune's Searcher interface over Optuna trials: which Optuna trial each Tune trial
+    trains (``live``), and each one's last result (Tune may end a trial without a final one)."""
+
+    def __init__(self) -> None:
+        super().__init__(metric=None, mode=None)
+        self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> Optuna trial being trained
+        self.last_result: dict[str, dict] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.last_result[trial_id] = result
+
+    def finished(self, trial_id: str, result: dict | None) -> tuple[optuna.Trial | None, dict | None]:
+        """The Optuna trial a Tune trial trained (None if not ours) and its final result."""
+        last = self.last_result.pop(trial_id, None)
+        return self.live.pop(trial_id, None), result or last
+
+
+class StudySearcher(OptunaTrialsSearcher):
     """Ray Tune's Searcher interface over Optuna's ask/tell and the study's ``Ledger``."""
 
     def __init__(self, study: optuna.Study, space: SearchSpace, budget: int, num_classes: int, ledger: Ledger,
                  trial_attrs: dict[str, Any], max_macs: float | None = None, max_params: float | None = None,
                  paper: list[tuple[Genome, str]] | None = None,
                  scheduler: MultiObjectiveSuccessiveHalving | None = None) -> None:
-        super().__init__(metric=None, mode=None)
+        super().__init__()
         self.scheduler = scheduler  # --early-stop: where a stopped trial's rung and rank are read
         self.paper = list(paper or [])
         self.study, self.space, self.budget, self.num_classes, self.ledger = study, space, budget, num_classes, ledger
         self.trial_attrs, self.max_macs, self.max_params = trial_attrs, max_macs, max_params
         self.driver = driver_identity()
         self.labels = space.paper_labels()
-        self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> Optuna trial being trained
         self.training: dict[tuple[str, int], str] = {}  # (genome, seed) -> Tune trial id
         self.waiting: dict[tuple[str, int], list[optuna.Trial]] = {}  # (genome, seed) -> trials waiting for it
-        self.last_result: dict[str, dict] = {}
         self.tally = Tally.of(study)
         self.last_heartbeat = 0.0
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return True
 
     @property
     def in_flight(self) -> int:
@@ -255,15 +271,10 @@ class StudySearcher(Searcher):
         self.tally.failed += state == TrialState.FAIL
         self.tally.pruned += state == TrialState.PRUNED
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.last_result[trial_id] = result
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial = self.live.pop(trial_id, None)
+        trial, result = self.finished(trial_id, result)
         if trial is None:
             return
-        result = result or self.last_result.get(trial_id)
-        self.last_result.pop(trial_id, None)
         key = (trial.user_attrs["genome"], trial.user_attrs["seed"])
         self.training.pop(key, None)
         self.ledger.in_flight.pop(key, None)
