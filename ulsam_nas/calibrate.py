@@ -247,9 +247,10 @@ class PlanSearcher(OptunaTrialsSearcher):
     """Ray Tune's Searcher interface over a fixed list of (fidelity, genome, seed) trainings,
     each an Optuna trial whose state tells the truth (``tune.trial_outcome``)."""
 
-    def __init__(self, study: optuna.Study, jobs: list[tuple[str, str, int]], num_classes: int, attrs: dict) -> None:
-        super().__init__()
-        self.study, self.jobs, self.num_classes, self.attrs = study, list(jobs), num_classes, attrs
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
+                 num_classes: int, attrs: dict) -> None:
+        super().__init__(study, storage)
+        self.jobs, self.num_classes, self.attrs = study, list(jobs), num_classes, attrs
         self.total, self.done, self.failed = len(jobs), 0, 0
         self.driver = driver_identity()
 
@@ -260,7 +261,7 @@ class PlanSearcher(OptunaTrialsSearcher):
         cost = count_cost(Genome.from_string(genome), num_classes=self.num_classes)
         trial = self.study.ask()
         for name, value in {**self.attrs, "fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs,
-                            "params": cost.params, "driver": self.driver, "heartbeat": time.time()}.items():
+                            "params": cost.params, "driver": self.driver}.items():
             trial.set_user_attr(name, value)
         self.live[trial_id] = trial
         return {"fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs, "params": cost.params}
@@ -278,11 +279,6 @@ class PlanSearcher(OptunaTrialsSearcher):
         self.done += 1
         self.failed += state != TrialState.COMPLETE
 
-    def heartbeat(self) -> None:
-        now = time.time()
-        for trial in self.live.values():
-            trial.set_user_attr("heartbeat", now)
-
     def close_all(self) -> int:
         for trial in self.live.values():
             trial.set_user_attr("failure", INTERRUPTED)
@@ -291,7 +287,8 @@ class PlanSearcher(OptunaTrialsSearcher):
         return held
 
 
-def train_plan(study: optuna.Study, jobs: list[tuple[str, str, int]], data: DataSpec, space: SearchSpace,
+def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
+               data: DataSpec, space: SearchSpace,
                num_classes: int, val_fraction: float, resources: dict[str, float], concurrency: int, study_dir: Path,
                trainer: Trainer | None = None) -> None:
     """Run the (fidelity, genome, seed) trainings as Ray Tune trials. Ray must be initialised."""
@@ -300,7 +297,7 @@ def train_plan(study: optuna.Study, jobs: list[tuple[str, str, int]], data: Data
     if trainer is None:
         from .train import train as trainer
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # silent legacy console output (see tune.py)
-    searcher = PlanSearcher(study, jobs, num_classes, {"dataset": str(data)})
+    searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data)})
     started = time.time()
 
     class Progress(tune.Callback):
@@ -502,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(seeds)} seed(s); {len(jobs)} of {total} trainings to run, {concurrency} at once", file=sys.stderr)
     if jobs:
         try:
-            train_plan(study, jobs, data, space, num_classes, args.val_fraction, {"cpu": args.cpus_per_trial, "gpu": gpus},
-                       concurrency, study_dir)
+            train_plan(study, storage, jobs, data, space, num_classes, args.val_fraction,
+                       {"cpu": args.cpus_per_trial, "gpu": gpus}, concurrency, study_dir)
         except KeyboardInterrupt:
             print("\ninterrupted: run the same command again to continue", file=sys.stderr)
             return 130

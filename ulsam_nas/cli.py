@@ -44,11 +44,14 @@ def check_storage(url: str, default_dir: Path | None) -> None:
     """Fail (exit 2) unless the storage URL can be opened; writes nothing."""
     import sqlalchemy
 
+    from .studies import driver_hint, storage_url
+
     try:
-        parsed = sqlalchemy.engine.make_url(url)
+        parsed = sqlalchemy.engine.make_url(storage_url(url))
     except sqlalchemy.exc.ArgumentError as error:
         fail(f"--storage {url!r} is not an SQLAlchemy URL: {error}")
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         database = parsed.database
         if database in (None, "", ":memory:"):
             fail(f"--storage {url!r}: an in-memory SQLite study would be lost; give a file")
@@ -56,11 +59,15 @@ def check_storage(url: str, default_dir: Path | None) -> None:
         if not folder.is_dir() and folder != (default_dir and default_dir.resolve()):
             fail(f"cannot open storage {url}: folder {folder} does not exist")
         return
+    if backend != "postgresql":
+        fail(f"--storage {url}: studies live in SQLite (the default) or PostgreSQL, not {backend}")
     try:
-        engine = sqlalchemy.create_engine(url)
+        engine = sqlalchemy.create_engine(parsed)
         with engine.connect():
             pass
         engine.dispose()
+    except ModuleNotFoundError as error:
+        fail(driver_hint(url, error))
     except Exception as error:  # noqa: BLE001 - drivers raise many kinds; all mean "cannot open"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         fail(f"cannot open storage {url}: {first_line}")

@@ -1,11 +1,12 @@
 """The study as the ledger of a search: which (genome, seed) trainings exist, which driver holds
 which trial, what to train next. Ray-free; ``tune.py`` is the Ray side that calls it.
 
-- **Drivers and liveness.** A driver is recognised by host, boot, pid and process start time;
-  a RUNNING trial whose driver is gone (Ctrl-C, kill -9) is closed as FAIL "interrupted" on the
-  next start and its (genome, seed) enqueued again. A trial of a driver on another host is
-  closed only once its heartbeat (a user attribute refreshed while it runs) is older than
-  ``STALE_AFTER`` seconds, so a live driver's trials on a shared study are left alone.
+- **Drivers and liveness.** Several drivers may share a study (``--storage postgresql://...``).
+  A RUNNING trial whose driver is gone (Ctrl-C, kill -9) is closed as FAIL "interrupted" and
+  its (genome, seed) enqueued again, for any driver to train. A driver on this host is
+  recognised by boot, pid and process start time, so its death is seen at once; a driver on
+  another host by Optuna's heartbeat (``studies.open_storage``): its trials are closed by
+  ``optuna.storages.fail_stale_trials`` once it has not beaten for ``STALE_AFTER`` seconds.
 - **Trainings.** A trial is one (genome, seed) training. The k-th training of a genome uses seed
   ``base + k`` (``base`` is the study's ``--seed``); a (genome, seed) already COMPLETE is reused,
   never trained twice, and one being trained is waited for.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +33,6 @@ from .front import COST_TOLERANCE, DIRECTIONS, OBJECTIVES, Front, GenomeStats, c
 from .genome import Genome
 from .spaces import SearchSpace
 
-HEARTBEAT_SECONDS = 10.0
-STALE_AFTER = 120.0
 INTERRUPTED = "interrupted"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -65,15 +63,14 @@ def driver_identity() -> str:
     return f"{socket.gethostname()}|{_boot_id()}|{os.getpid()}|{_process_start(os.getpid())}"
 
 
-def driver_is_gone(identity: str, heartbeat: float | None, now: float) -> bool:
-    """Whether the driver that started a RUNNING trial is dead."""
+def driver_is_gone(identity: str) -> bool:
+    """Whether the driver that started a RUNNING trial is known dead: it ran on this host, since
+    this boot, and its process is gone. Drivers elsewhere are judged by their heartbeat."""
     try:
         host, boot, pid, start = identity.split("|")
     except ValueError:
-        return heartbeat is None or now - heartbeat > STALE_AFTER
-    if host == socket.gethostname() and boot == _boot_id() and start != "None":
-        return _process_start(int(pid)) != start
-    return heartbeat is None or now - heartbeat > STALE_AFTER
+        return False
+    return host == socket.gethostname() and boot == _boot_id() and start != "None" and _process_start(int(pid)) != start
 
 
 # -- the study -----------------------------------------------------------------------------------
@@ -95,11 +92,10 @@ def make_sampler(name: str, seed: int, budget: int, constraints: Callable | None
     return SAMPLERS[name](seed, budget, constraints)
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler,
-               identity: dict[str, Any]) -> optuna.Study:
-    """Create or load the study; refuse one made for another space, data set, fidelity or seed."""
-    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS),
-                                sampler=sampler, load_if_exists=True)
+def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[str, Any]) -> optuna.Study:
+    """Create or load the study; refuse one made for another space, data set, fidelity or seed.
+    The caller sets ``study.sampler``."""
+    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=True)
     stored = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
     for key, value in stored.items():
         if value != identity[key]:
@@ -117,32 +113,58 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, sampler: optuna.
     return study
 
 
+def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """Closed because its driver stopped: by a driver (``failure`` "interrupted") or by Optuna's
+    heartbeat, which fails a stale trial without a reason (every other FAIL carries one)."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("failure", INTERRUPTED) == INTERRUPTED
+
+
 def counts_toward_budget(trial: optuna.trial.FrozenTrial) -> bool:
-    """Finished trials count, except those closed as "interrupted" (their trainings run again)."""
-    return trial.state in FINISHED_STATES and trial.user_attrs.get("failure") != INTERRUPTED
+    """Finished trials count, except interrupted ones (their trainings run again)."""
+    return trial.state in FINISHED_STATES and not is_interrupted(trial)
 
 
 def finished_count(study: optuna.Study) -> int:
     return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
+def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna's ``failed_trial_callback``: a training its heartbeat found stale runs again. Not
+    Optuna's ``RetryHeartbeatStaleTrialCallback``: that copies every user attribute (the dead
+    driver, and ``waits_for`` of a trial that only waited for another's result)."""
+    if "waits_for" not in trial.user_attrs:
+        study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
+
+
 def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage, requeue: bool = True) -> list[int]:
     """Close RUNNING trials whose driver is gone as FAIL "interrupted" and (``requeue``) enqueue
-    their (genome, seed) again. ``storage`` is the study's. Returns the closed trial numbers."""
-    now, closed = time.time(), []
+    their (genome, seed) again; ``storage`` is the study's. Drivers on this host are checked by
+    process, others by Optuna's heartbeat (when the storage has it on, ``requeue_stale``
+    re-enqueues). Returns the closed trial numbers."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    closed = []
     study_id = storage.get_study_id_from_name(study.study_name)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not driver_is_gone(trial.user_attrs.get("driver", ""), trial.user_attrs.get("heartbeat"), now):
+    for trial in running:
+        if not driver_is_gone(trial.user_attrs.get("driver", "")):
             continue
         # Optuna's Study has no public way to set a user attribute on a trial another process
         # asked for; the storage's public API does. Pinned by the kill -9 resume test.
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_user_attr(trial_id, "failure", INTERRUPTED)
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(trial_id, "failure", INTERRUPTED)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # it finished meanwhile
         if requeue:
             study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
         closed.append(trial.number)
-    return closed
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    was_running = {t.number for t in running}
+    closed += [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+               if t.number in was_running and t.number not in closed and is_interrupted(t)]
+    return sorted(closed)
 
 
 def rerun_attrs(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict[str, Any]:
@@ -154,12 +176,12 @@ def rerun_attrs(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict[str, Any
     return attrs
 
 
-def pending_paper_configurations(study: optuna.Study, space: SearchSpace) -> list[tuple[Genome, str]]:
-    """The paper configurations the space can express that no trial of the study holds yet.
-    The searcher enqueues them one at a time ahead of everything else except re-runs of
-    interrupted trials; a configuration already tried is never enqueued again."""
-    present = {t.user_attrs.get("paper_label") for t in study.get_trials(deepcopy=False)}
-    present |= {t.user_attrs.get("genome") for t in study.get_trials(deepcopy=False)}
+def pending_paper_configurations(trials: list[optuna.trial.FrozenTrial], space: SearchSpace) -> list[tuple[Genome, str]]:
+    """The paper configurations the space can express that no trial of the study (``trials``,
+    any state, queued ones included) holds yet. The searcher enqueues them one at a time ahead
+    of everything else except re-runs of interrupted trials, under the study's lock, so each is
+    enqueued once however many drivers share the study."""
+    present = {t.user_attrs.get("paper_label") for t in trials} | {t.user_attrs.get("genome") for t in trials}
     return [(g, label) for g, label in space.paper_genomes()
             if space.contains(g) and label not in present and str(g) not in present]
 
@@ -191,10 +213,11 @@ SAMPLE, WAIT = "sample", "wait"
 
 
 class Ledger:
-    """One driver's view of the study's trainings: COMPLETE results by (genome, seed), the ones
-    in flight, and the policy for what to train next (see the module docstring)."""
+    """The study's trainings as the drivers see them: COMPLETE results by (genome, seed), the ones
+    in flight in any driver, and the policy for what to train next (see the module docstring).
+    ``refresh`` reads them from the study's trials; a driver calls it under the study's lock."""
 
-    def __init__(self, study: optuna.Study, base_seed: int, repeats: int, tolerance: float = COST_TOLERANCE) -> None:
+    def __init__(self, base_seed: int, repeats: int, tolerance: float = COST_TOLERANCE) -> None:
         self.base_seed, self.repeats, self.tolerance = base_seed, repeats, tolerance
         self.completed: dict[Key, tuple[int, list[float]]] = {}  # -> (trial number, values)
         self.in_flight: dict[Key, int] = {}  # -> trial number of the training
@@ -202,14 +225,25 @@ class Ledger:
         self.params: dict[str, dict] = {}
         self.labels: dict[str, str] = {}
         self._front: Front | None = None
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if "genome" in trial.user_attrs:
-                self.record(trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0)), trial.number,
-                            trial.values, trial.params, trial.user_attrs.get("paper_label", ""))
+
+    def refresh(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        """Take in the study's trials: new COMPLETE trainings, and the RUNNING trainings of every
+        driver (a trial waiting for another's result, ``waits_for``, trains nothing)."""
+        self.in_flight = {}
+        for trial in sorted(trials, key=lambda t: t.number):
+            if "genome" not in trial.user_attrs:
+                continue
+            key = (trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0)))
+            if trial.state == TrialState.COMPLETE:
+                self.record(*key, trial.number, trial.values, trial.params, trial.user_attrs.get("paper_label", ""))
+            elif trial.state == TrialState.RUNNING and "waits_for" not in trial.user_attrs:
+                self.in_flight.setdefault(key, trial.number)
 
     def record(self, genome: str, seed: int, number: int, values: list[float], params: dict, label: str = "") -> None:
         """A COMPLETE training of (genome, seed) in trial ``number``."""
-        self.completed.setdefault((genome, seed), (number, values))
+        if (genome, seed) in self.completed:
+            return
+        self.completed[(genome, seed)] = (number, values)
         self.first_trial.setdefault(genome, number)
         self.params.setdefault(genome, params)
         if label:

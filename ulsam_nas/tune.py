@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,9 @@ from .fidelity import Fidelity
 from .front import COST_TOLERANCE
 from .genome import Genome
 from .ledger import (
-    HEARTBEAT_SECONDS,
     INTERRUPTED,
     WAIT,
+    Key,
     Ledger,
     Repeat,
     StudyMismatch,
@@ -51,17 +52,23 @@ from .ledger import (
     counts_toward_budget,
     driver_identity,
     finished_count,
+    is_interrupted,
     make_sampler,
     open_study,
     pending_paper_configurations,
+    requeue_stale,
     rerun_attrs,
     store_noise,
 )
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .spaces import SearchSpace
-from .studies import open_storage
+from .studies import HEARTBEAT_SECONDS, StudyLock, open_storage
 
 Trainer = Callable[..., Any]  # the signature of ulsam_nas.train.train
+# Drivers record Optuna's heartbeat themselves (``beat``); Optuna expects Study.optimize to.
+warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize", UserWarning)
+POLL_SECONDS = 1.0  # how often a driver with nothing to start looks at the study again
+DRIVER_SEED_STRIDE = 1_000_003  # sampler seeds of drivers started on one study: far apart
 
 __all__ = ["INTERRUPTED", "SearchConfig", "StudyMismatch", "finished_count", "make_sampler", "run_search"]
 
@@ -125,9 +132,9 @@ class Tally:
     reused: int = 0
 
     @classmethod
-    def of(cls, study: optuna.Study) -> Tally:
+    def of(cls, trials: list[optuna.trial.FrozenTrial]) -> Tally:
         tally = cls()
-        for trial in study.get_trials(deepcopy=False):
+        for trial in trials:
             if not counts_toward_budget(trial):
                 continue
             tally.finished += 1
@@ -142,12 +149,16 @@ class Tally:
 
 class OptunaTrialsSearcher(Searcher):
     """Ray Tune's Searcher interface over Optuna trials: which Optuna trial each Tune trial
-    trains (``live``), and each one's last result (Tune may end a trial without a final one)."""
+    trains (``live``), each one's last result (Tune may end a trial without a final one), and
+    the heartbeat of the trials this driver holds (``held``), which tells other drivers it lives."""
 
-    def __init__(self) -> None:
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
         super().__init__(metric=None, mode=None)
+        self.study, self.storage = study, storage
+        self.study_id = storage.get_study_id_from_name(study.study_name)
         self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> Optuna trial being trained
         self.last_result: dict[str, dict] = {}
+        self.last_heartbeat = 0.0
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -160,25 +171,50 @@ class OptunaTrialsSearcher(Searcher):
         last = self.last_result.pop(trial_id, None)
         return self.live.pop(trial_id, None), result or last
 
+    def held(self) -> list[optuna.Trial]:
+        return list(self.live.values())
+
+    def heartbeat(self) -> None:
+        """Record Optuna's heartbeat for every trial this driver holds (every HEARTBEAT_SECONDS)."""
+        now = time.time()
+        if now - self.last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self.last_heartbeat = now
+        for trial in self.held():
+            self.beat(trial)
+
+    def beat(self, trial: optuna.Trial) -> None:
+        if self.storage.get_heartbeat_interval() is not None:
+            self.storage.record_heartbeat(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number))
+
 
 class StudySearcher(OptunaTrialsSearcher):
-    """Ray Tune's Searcher interface over Optuna's ask/tell and the study's ``Ledger``."""
+    """Ray Tune's Searcher interface over Optuna's ask/tell and the study's ``Ledger``.
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, budget: int, num_classes: int, ledger: Ledger,
-                 trial_attrs: dict[str, Any], max_macs: float | None = None, max_params: float | None = None,
-                 paper: list[tuple[Genome, str]] | None = None,
+    Several drivers may share the study. Each plans its next trial under the study's lock
+    (``studies.StudyLock``) from what the storage holds, so the study, not a driver, decides:
+    a (genome, seed) that any driver trains is waited for, never trained twice; each paper
+    configuration is enqueued once; and no trial is asked for once the study's finished plus
+    running trials reach ``budget``, so the drivers together finish exactly ``budget``.
+    """
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, lock: StudyLock,
+                 space: SearchSpace, budget: int, num_classes: int, ledger: Ledger, trial_attrs: dict[str, Any],
+                 max_macs: float | None = None, max_params: float | None = None, paper_seeds: bool = True,
                  scheduler: MultiObjectiveSuccessiveHalving | None = None) -> None:
-        super().__init__()
-        self.scheduler = scheduler  # --early-stop: where a stopped trial's rung and rank are read
-        self.paper = list(paper or [])
-        self.study, self.space, self.budget, self.num_classes, self.ledger = study, space, budget, num_classes, ledger
-        self.trial_attrs, self.max_macs, self.max_params = trial_attrs, max_macs, max_params
+        super().__init__(study, storage)
+        self.lock, self.scheduler = lock, scheduler  # scheduler: where an early-stopped trial's rung is read
+        self.space, self.budget, self.num_classes, self.ledger = space, budget, num_classes, ledger
+        self.trial_attrs, self.max_macs, self.max_params, self.paper_seeds = trial_attrs, max_macs, max_params, paper_seeds
         self.driver = driver_identity()
         self.labels = space.paper_labels()
-        self.training: dict[tuple[str, int], str] = {}  # (genome, seed) -> Tune trial id
-        self.waiting: dict[tuple[str, int], list[optuna.Trial]] = {}  # (genome, seed) -> trials waiting for it
-        self.tally = Tally.of(study)
-        self.last_heartbeat = 0.0
+        self.paper: list[tuple[Genome, str]] = []
+        self.training: dict[Key, str] = {}  # (genome, seed) this driver trains -> Tune trial id
+        self.waiting: dict[Key, list[optuna.Trial]] = {}  # (genome, seed) -> trials waiting for its result
+        self.awaited: dict[Key, int] = {}  # (genome, seed) another driver trains -> its trial number
+        self.tally = Tally()
+        self.running_in_study = 0  # RUNNING trials of every driver
+        self.quiet_until = self.last_liveness = self.last_poll = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -188,16 +224,36 @@ class StudySearcher(OptunaTrialsSearcher):
     def running(self) -> int:
         return len(self.live)
 
+    def held(self) -> list[optuna.Trial]:
+        return [*self.live.values(), *(t for ts in self.waiting.values() for t in ts)]
+
+    def read_study(self) -> None:
+        """Bring this driver's view up to date from the storage (under the lock): close the
+        trials of stopped drivers, then count, and refresh the ledger and paper queue."""
+        now = time.time()
+        if now - self.last_liveness >= HEARTBEAT_SECONDS:
+            self.last_liveness = now
+            closed = close_interrupted(self.study, self.storage)
+            if closed:
+                print(f"\nclosed {len(closed)} trial(s) of a stopped driver ({', '.join(map(str, closed))}) as FAIL "
+                      f"'interrupted'; their trainings run again", file=sys.stderr)
+        trials = self.study.get_trials(deepcopy=False)
+        self.ledger.refresh(trials)
+        self.tally = Tally.of(trials)
+        self.running_in_study = sum(t.state == TrialState.RUNNING for t in trials)
+        self.queued = any(t.state == TrialState.WAITING for t in trials)
+        self.paper = pending_paper_configurations(trials, self.space) if self.paper_seeds else []
+
     def _plan_next(self) -> bool:
         """Enqueue what the study should train next, unless something already waits in its
         queue (a re-run of an interrupted trial). False: wait for the trainings in flight."""
-        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if self.queued:
             return True
         if self.paper:
             genome, label = self.paper.pop(0)
             self.study.enqueue_trial(self.space.params(genome), user_attrs={"paper_label": label})
             return True
-        step = self.ledger.next_step(self.budget - self.tally.finished - self.in_flight)
+        step = self.ledger.next_step(self.budget - self.tally.finished - self.running_in_study)
         if step == WAIT:
             return False
         if isinstance(step, Repeat):
@@ -206,17 +262,31 @@ class StudySearcher(OptunaTrialsSearcher):
         return True
 
     def suggest(self, trial_id: str):
+        if time.time() < self.quiet_until:  # Tune asks in a tight loop while nothing can start
+            return None
+        with self.lock:
+            config = self._suggest(trial_id)
+        if config is None:
+            self.quiet_until = time.time() + POLL_SECONDS
+        return config
+
+    def _suggest(self, trial_id: str):
+        self.read_study()
         for _ in range(100):  # asks answered from the study itself don't need a Tune trial
-            if self.tally.finished + self.in_flight >= self.budget:
+            if self.tally.finished >= self.budget:
                 return Searcher.FINISHED if not self.in_flight else None
+            if self.tally.finished + self.running_in_study >= self.budget:
+                return None  # the rest of the budget is in flight, here or in another driver
             if not self._plan_next():
                 return None
             trial = self.study.ask()
+            self.queued = False
+            self.running_in_study += 1
             genome = self.space.suggest(trial)
             key = (str(genome), self._seed_of(trial, str(genome)))
             cost = count_cost(genome, num_classes=self.num_classes)
             for name, value in {**self.trial_attrs, "genome": key[0], "seed": key[1], "macs": cost.macs,
-                                "params": cost.params, "driver": self.driver, "heartbeat": time.time()}.items():
+                                "params": cost.params, "driver": self.driver}.items():
                 trial.set_user_attr(name, value)
             if genome in self.labels and "paper_label" not in trial.user_attrs:
                 trial.set_user_attr("paper_label", self.labels[genome])
@@ -227,12 +297,17 @@ class StudySearcher(OptunaTrialsSearcher):
                 number, values = self.ledger.completed[key]
                 trial.set_user_attr("reused_from", number)
                 self._finish(trial, TrialState.COMPLETE, values)
-            elif key in self.training:
+            elif key in self.ledger.in_flight:
+                trial.set_user_attr("waits_for", self.ledger.in_flight[key])
                 self.waiting.setdefault(key, []).append(trial)
+                if key not in self.training:
+                    self.awaited[key] = self.ledger.in_flight[key]
+                self.beat(trial)
             else:
                 self.live[trial_id] = trial
                 self.training[key] = trial_id
                 self.ledger.in_flight[key] = trial.number
+                self.beat(trial)
                 return {"genome": key[0], "seed": key[1], "optuna_trial": trial.number, "macs": cost.macs,
                         "params": cost.params}
         return None
@@ -257,11 +332,21 @@ class StudySearcher(OptunaTrialsSearcher):
 
     def _finish(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
                 failure: str | None = None, infeasible: str | None = None) -> None:
-        if failure:
-            trial.set_user_attr("failure", failure)
-        if infeasible:
-            trial.set_user_attr("infeasible", infeasible)
-        self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+        try:
+            if failure:
+                trial.set_user_attr("failure", failure)
+            if infeasible:
+                trial.set_user_attr("infeasible", infeasible)
+            self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            # Another driver took this driver for dead (its heartbeat went stale) and closed
+            # the trial; the re-run it enqueued trains the (genome, seed) again.
+            print(f"\ntrial {trial.number} was closed by another driver meanwhile; its result is dropped",
+                  file=sys.stderr)
+            return
+        self.running_in_study -= 1
+        if failure == INTERRUPTED:
+            return
         self.tally.finished += 1
         reused = "reused_from" in trial.user_attrs
         if not reused and not infeasible:
@@ -275,6 +360,7 @@ class StudySearcher(OptunaTrialsSearcher):
         trial, result = self.finished(trial_id, result)
         if trial is None:
             return
+        self.quiet_until = 0.0
         key = (trial.user_attrs["genome"], trial.user_attrs["seed"])
         self.training.pop(key, None)
         self.ledger.in_flight.pop(key, None)
@@ -292,30 +378,47 @@ class StudySearcher(OptunaTrialsSearcher):
             values = [float(result["top1"]), float(trial.user_attrs["macs"]), float(trial.user_attrs["params"])]
             self.ledger.record(*key, trial.number, values, trial.params, trial.user_attrs.get("paper_label", ""))
         self._finish(trial, state, values, failure)
-        for waiting in self.waiting.pop(key, []):
-            waiting.set_user_attr("reused_from", trial.number)
-            self._finish(waiting, state, values, failure)
+        self._release_waiters(key, trial.number, state, values, failure)
         if state == TrialState.COMPLETE:
             store_noise(self.study, self.ledger.front)
 
-    def heartbeat(self) -> None:
-        """Refresh the heartbeat of every trial this driver holds (at most every 10 s)."""
+    def _release_waiters(self, key: Key, number: int, state: TrialState, values: list[float] | None,
+                         failure: str | None) -> None:
+        """The trials waiting for (genome, seed) take the result of its training, trial ``number``."""
+        for waiting in self.waiting.pop(key, []):
+            if failure == INTERRUPTED:  # the training runs again; the copy waiting for it is moot
+                self._finish(waiting, TrialState.FAIL, None, INTERRUPTED)
+            else:
+                waiting.set_user_attr("reused_from", number)
+                self._finish(waiting, state, values, failure)
+
+    def poll_awaited(self) -> None:
+        """Resolve trials waiting for another driver's training once it has finished."""
         now = time.time()
-        if now - self.last_heartbeat < HEARTBEAT_SECONDS:
+        if not self.awaited or now - self.last_poll < POLL_SECONDS:
             return
-        self.last_heartbeat = now
-        for trial in [*self.live.values(), *(t for ts in self.waiting.values() for t in ts)]:
-            trial.set_user_attr("heartbeat", now)
+        self.last_poll = now
+        for key, number in list(self.awaited.items()):
+            trial = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+            if not trial.state.is_finished():
+                continue
+            del self.awaited[key]
+            failure = INTERRUPTED if is_interrupted(trial) else trial.user_attrs.get("failure")
+            self._release_waiters(key, number, trial.state, trial.values, failure)
+            self.quiet_until = 0.0
 
     def close_all(self, reason: str) -> int:
-        """Close every trial still held (the search was stopped) and enqueue them again."""
-        held = [*self.live.values(), *(t for ts in self.waiting.values() for t in ts)]
-        for trial in held:
-            trial.set_user_attr("failure", reason)
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
+        """Close every trial still held (the search was stopped); the trainings run again."""
+        held = self.held()
+        with self.lock:
+            for trial in held:
+                trial.set_user_attr("failure", reason)
+                self.study.tell(trial, state=TrialState.FAIL)
+            for trial in self.live.values():  # trials waiting for a result are copies: not re-run
+                self.study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
         self.live.clear()
         self.waiting.clear()
+        self.awaited.clear()
         self.training.clear()
         self.ledger.in_flight.clear()
         return len(held)
@@ -345,6 +448,7 @@ class ProgressLine(tune.Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         self.searcher.heartbeat()
+        self.searcher.poll_awaited()
         line = self.line()
         now = time.time()
         if self.interactive and now - self.last_print >= 1.0:
@@ -361,15 +465,6 @@ class ProgressLine(tune.Callback):
 
 
 # -- one search run ------------------------------------------------------------------------------
-
-
-def trials_in(storage: optuna.storages.BaseStorage, study_name: str) -> int:
-    """How many trials the study holds (0 if it does not exist yet)."""
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return 0
-    return len(storage.get_all_trials(study_id, deepcopy=False))
 
 
 @dataclass
@@ -411,35 +506,42 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     # engine is silent there, and ProgressLine is all the user sees.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-    storage = open_storage(config.storage_url)
-    # A resumed search continues the sampler's stream instead of replaying it: the same seed
-    # would propose the genomes it proposed before the interruption again.
-    sampler = make_sampler(config.sampler, config.seed + trials_in(storage, config.study_name), config.budget, None)
+    storage = open_storage(config.storage_url, stale_trial_callback=requeue_stale)
+    lock = StudyLock(config.storage_url, config.study_name)
     identity = {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
                 "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
                 "val_fraction": config.val_fraction}
-    study = open_study(storage, config.study_name, sampler, identity)
-    study.set_user_attr("cost_tolerance", config.cost_tolerance)
-    study.set_user_attr("repeats", config.repeats)
-    closed = close_interrupted(study, storage)
+    with lock:
+        # A resumed search continues the sampler's stream instead of replaying it (the same seed
+        # would propose the genomes it proposed before the interruption again), and drivers
+        # that start together on one study get streams of their own.
+        study = open_study(storage, config.study_name, identity)
+        starts = int(study.user_attrs.get("driver_starts", 0))
+        study.set_user_attr("driver_starts", starts + 1)
+        study.sampler = make_sampler(config.sampler, config.seed + len(study.get_trials(deepcopy=False))
+                                     + DRIVER_SEED_STRIDE * starts, config.budget, None)
+        study.set_user_attr("cost_tolerance", config.cost_tolerance)
+        study.set_user_attr("repeats", config.repeats)
+        closed = close_interrupted(study, storage)
+        finished = finished_count(study)
+        paper = pending_paper_configurations(study.get_trials(deepcopy=False), config.space) if config.paper_seeds else []
     if closed:
         print(f"closed {len(closed)} interrupted trial(s) ({', '.join(map(str, closed))}) as FAIL; "
               f"their trainings run again", file=sys.stderr)
-    paper = pending_paper_configurations(study, config.space) if config.paper_seeds else []
-    if paper:
+    if paper and finished < config.budget:
         print(f"{len(paper)} paper configuration(s) train first", file=sys.stderr)
-    finished = finished_count(study)
     if finished >= config.budget:
         print(f"budget already met: study {config.study_name!r} holds {finished} finished trials "
               f"(budget {config.budget})", file=sys.stderr)
+        lock.close()
         return study
 
-    ledger = Ledger(study, config.seed, config.repeats, config.cost_tolerance)
+    ledger = Ledger(config.seed, config.repeats, config.cost_tolerance)
     trial_attrs = {"fidelity": config.fidelity.name, "dataset": str(config.data)}
     scheduler = MultiObjectiveSuccessiveHalving(config.fidelity.epochs, config.early_stop_grace,
                                                 config.early_stop_eta) if config.early_stop else None
-    searcher = StudySearcher(study, config.space, config.budget, config.num_classes, ledger, trial_attrs,
-                             config.max_macs, config.max_params, paper, scheduler)
+    searcher = StudySearcher(study, storage, lock, config.space, config.budget, config.num_classes, ledger,
+                             trial_attrs, config.max_macs, config.max_params, config.paper_seeds, scheduler)
     progress = ProgressLine(searcher, config.budget)
     settings = TrialSettings(config.data, config.fidelity, config.val_fraction)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings, trainer=trainer),
@@ -458,4 +560,5 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
         if held:
             print(f"\nstopped: {held} trial(s) still running were closed as FAIL 'interrupted' and enqueued "
                   f"again; run the same command to continue", file=sys.stderr)
+        lock.close()
     return study
