@@ -12,6 +12,8 @@ from ulsam_nas.genome import INSERT, Placement
 from ulsam_nas.spaces import SearchSpace, load_space
 from ulsam_nas.studies import write_pointer
 
+from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
+
 
 def random_genome(space: SearchSpace, rng: random.Random, width_mult: float | None = None) -> Genome:
     """A genome drawn uniformly from the space's per-layer choices."""
@@ -29,7 +31,7 @@ def spaces() -> dict[str, SearchSpace]:
     return {name: load_space(name) for name in ("mv1", "mv2")}
 
 
-__all__ = ["INSERT", "random_genome"]
+__all__ = ["INSERT", "postgres_server", "postgres_url", "random_genome", "ray_cluster"]
 
 
 @pytest.fixture(autouse=True, scope="session")

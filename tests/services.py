@@ -1,4 +1,5 @@
-"""Fixtures for the external services the tests talk to: a real PostgreSQL server.
+"""Fixtures for the external services the tests talk to: a real PostgreSQL server, and a real
+Ray cluster started the way users start one (`ray start --head`, Ray's defaults).
 
 The project's rule is that tests use the real service, not a stand-in such as SQLite (shared
 studies run on PostgreSQL), and that `bash .ci/run` installs it when the machine lacks it.
@@ -13,8 +14,14 @@ a plugin (`pytest -p tests.services`).
 
 import glob
 import os
+import secrets
+import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -26,7 +33,7 @@ from sqlalchemy.engine import make_url
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "postgres"
 
 
-def _libpq(url: str) -> str:
+def libpq_url(url: str) -> str:
     """The libpq form (postgresql://...) of a SQLAlchemy URL, for psycopg.connect."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -63,11 +70,75 @@ def postgres_server():
 def postgres_url(postgres_server):
     """The SQLAlchemy URL of a fresh, empty database, dropped after the test."""
     name = f"ulsam_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(postgres_server), autocommit=True) as admin:
+    with psycopg.connect(libpq_url(postgres_server), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
     finally:
         # FORCE ends connections the test left open (e.g. an Optuna storage's pool).
-        with psycopg.connect(_libpq(postgres_server), autocommit=True) as admin:
+        with psycopg.connect(libpq_url(postgres_server), autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_processes(session: int) -> list[int]:
+    """Live processes of a session: Ray gives each worker a process group of its own, but they
+    all stay in the session of the `ray start` that a test started with a new session."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True).stdout
+    return [int(pid) for pid, sid, stat in (line.split() for line in out.splitlines())
+            if int(sid) == session and "Z" not in stat]
+
+
+@pytest.fixture
+def ray_cluster():
+    """A one-node Ray cluster from `ray start --head` with Ray's defaults, in a temp folder and
+    on a free port, and a home folder holding a token where Ray's CLI keeps it
+    (~/.ray/auth_token): with a token there, Ray's defaults turn token authentication on.
+    Yields (address, home, log). Stops exactly this cluster's processes, never `ray stop`."""
+    root = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths live below it
+    home = root / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    port, log = _free_port(), root / "head.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # stop in ~2 s, not 30
+    ray = str(Path(sys.executable).parent / "ray")
+    with open(log, "w") as out:
+        head = subprocess.Popen([ray, "start", "--head", "--block", f"--port={port}", f"--temp-dir={root / 't'}",
+                                 "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            if head.poll() is not None:
+                pytest.fail(f"ray start --head exited with {head.returncode}: {log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail("ray start --head: its port never opened")
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}", home, log
+    finally:
+        head.terminate()  # `ray start --block` stops what it started
+        try:
+            head.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # and whatever outlived it, of this session only
+            for pid in _session_processes(head.pid):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + 5
+            while _session_processes(head.pid) and time.time() < deadline:
+                time.sleep(0.1)
+        head.poll()
+        shutil.rmtree(root, ignore_errors=True)

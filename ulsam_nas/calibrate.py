@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,20 +30,15 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
 
-from .cost import count_cost
 from .data import VAL_FRACTION, DataSpec
 from .fidelity import parse_fidelity
 from .genome import Genome
-from .ledger import INTERRUPTED, driver_identity
 from .spaces import SearchSpace
-from .tune import OptunaTrialsSearcher, TrialSettings, run_trial, trial_outcome
 
 PANEL_SIZE = 16
 SEARCH_TRAININGS = 200  # the cost quoted per fidelity: a search of this many trainings
 BOOTSTRAP_RESAMPLES = 2000
-Trainer = Callable[..., Any]
 
 
 # -- the panel -----------------------------------------------------------------------------------
@@ -235,103 +228,6 @@ def analyse(study: optuna.Study, candidates: list[str], reference: str, concurre
     return Calibration(ref, figures, recommend(figures, min_tau), min_tau)
 
 
-# -- training the plan with Ray Tune ----------------------------------------------------------------
-
-
-def run_calibration_trial(config: dict, data: DataSpec, backbone: str, val_fraction: float, trainer: Trainer) -> None:
-    """The search's trainable, with the fidelity taken from each trial's config."""
-    run_trial(config, TrialSettings(data, parse_fidelity(config["fidelity"], backbone), val_fraction), trainer)
-
-
-class PlanSearcher(OptunaTrialsSearcher):
-    """Ray Tune's Searcher interface over a fixed list of (fidelity, genome, seed) trainings,
-    each an Optuna trial whose state tells the truth (``tune.trial_outcome``)."""
-
-    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
-                 num_classes: int, attrs: dict) -> None:
-        super().__init__(study, storage)
-        self.jobs, self.num_classes, self.attrs = study, list(jobs), num_classes, attrs
-        self.total, self.done, self.failed = len(jobs), 0, 0
-        self.driver = driver_identity()
-
-    def suggest(self, trial_id: str):
-        if not self.jobs:
-            return Searcher.FINISHED if not self.live else None
-        fidelity, genome, seed = self.jobs.pop(0)
-        cost = count_cost(Genome.from_string(genome), num_classes=self.num_classes)
-        trial = self.study.ask()
-        for name, value in {**self.attrs, "fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs,
-                            "params": cost.params, "driver": self.driver}.items():
-            trial.set_user_attr(name, value)
-        self.live[trial_id] = trial
-        return {"fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs, "params": cost.params}
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial, result = self.finished(trial_id, result)
-        if trial is None:
-            return
-        state, failure = trial_outcome(result, error)
-        if result is not None and "seconds" in result:
-            trial.set_user_attr("seconds", result["seconds"])
-        if failure:
-            trial.set_user_attr("failure", failure)
-        self.study.tell(trial, [float(result["top1"])] if state == TrialState.COMPLETE else None, state=state)
-        self.done += 1
-        self.failed += state != TrialState.COMPLETE
-
-    def close_all(self) -> int:
-        for trial in self.live.values():
-            trial.set_user_attr("failure", INTERRUPTED)
-            self.study.tell(trial, state=TrialState.FAIL)
-        held, self.live = len(self.live), {}
-        return held
-
-
-def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
-               data: DataSpec, space: SearchSpace,
-               num_classes: int, val_fraction: float, resources: dict[str, float], concurrency: int, study_dir: Path,
-               trainer: Trainer | None = None) -> None:
-    """Run the (fidelity, genome, seed) trainings as Ray Tune trials. Ray must be initialised."""
-    from ray import tune
-
-    if trainer is None:
-        from .train import train as trainer
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # silent legacy console output (see tune.py)
-    searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data)})
-    started = time.time()
-
-    class Progress(tune.Callback):
-        last = 0.0
-
-        def on_step_end(self, iteration, trials, **info):
-            now = time.time()
-            if now - self.last >= 10:
-                self.last = now
-                searcher.heartbeat()
-                eta = (now - started) / searcher.done * (searcher.total - searcher.done) if searcher.done else None
-                print(f"calibrate: {searcher.done}/{searcher.total} trainings done, {len(searcher.live)} running, "
-                      f"{searcher.failed} failed; elapsed {now - started:.0f}s, ETA {'?' if eta is None else f'{eta:.0f}s'}",
-                      file=sys.stderr, flush=True)
-
-    trainable = tune.with_resources(
-        tune.with_parameters(run_calibration_trial, data=data, backbone=space.backbone, val_fraction=val_fraction,
-                             trainer=trainer), resources)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="top1", mode="max",
-                                    max_concurrent_trials=concurrency, reuse_actors=True),
-        run_config=tune.RunConfig(name=study.study_name, storage_path=str((study_dir / "ray").resolve()), verbose=0,
-                                  callbacks=[Progress()], failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    try:
-        tuner.fit()
-    finally:
-        held = searcher.close_all()
-        if held:
-            print(f"\nstopped: {held} training(s) closed as FAIL 'interrupted'; run the same command to continue",
-                  file=sys.stderr)
-
-
 # -- output --------------------------------------------------------------------------------------------
 
 
@@ -464,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     storage_url = f"sqlite:///{(study_dir / 'calibration.db').resolve()}"
     check_storage(storage_url, study_dir)
 
+    start_ray(args.address)  # before anything imports Ray: joining a cluster may set its token mode
     import ray
 
-    start_ray(args.address)
     cluster_gpus, cluster_cpus = ray.cluster_resources().get("GPU", 0), ray.cluster_resources().get("CPU", 1)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if cluster_gpus else 0.0)
     if gpus and not cluster_gpus:
@@ -499,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(seeds)} seed(s); {len(jobs)} of {total} trainings to run, {concurrency} at once", file=sys.stderr)
     if jobs:
         try:
+            from .tune import train_plan
+
             train_plan(study, storage, jobs, data, space, num_classes, args.val_fraction,
                        {"cpu": args.cpus_per_trial, "gpu": gpus}, concurrency, study_dir)
         except KeyboardInterrupt:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -87,16 +90,68 @@ def probe_ray(address: str) -> None:
         fail(f"no Ray cluster at {address!r}: {error.strerror or error}")
 
 
-def start_ray(address: str | None) -> None:
-    import ray
+TOKEN_HINT = ("set RAY_AUTH_MODE=token and give this driver the cluster's token: in ~/.ray/auth_token (`ray "
+              "get-auth-token` on the head prints it), or in the file RAY_AUTH_TOKEN_PATH names, or in RAY_AUTH_TOKEN")
 
+
+def use_cluster_token() -> None:
+    """Join token-authenticated clusters (Ray's default since 2.5x when a token exists) with no
+    extra step: when the token sits where Ray's CLI keeps it, or RAY_AUTH_TOKEN(_PATH) gives it,
+    turn the client's token mode on. Ray reads the mode when it is imported: call this first."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if os.environ.get("RAY_AUTH_TOKEN") or (path and Path(path).is_file()) or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def start_ray(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (or RAY_ADDRESS), or start a local instance. Call it
+    before anything imports Ray."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         probe_ray(address)
+        use_cluster_token()
+        # Ray retries a refused handshake 20 times, a second apart; the port is known to listen.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
+    import ray
+
+    error = None
+    with tempfile.TemporaryFile() as held:
+        # Joining a cluster, Ray's C++ core logs every refused handshake to stderr; a refusal is
+        # said below in one line, and what it logged on a successful join is passed on.
+        with stderr_to(held) if address else contextlib.nullcontext():
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, configure_logging=True)
+            except (ray.exceptions.AuthenticationError, ConnectionError, RuntimeError, ValueError) as caught:
+                error = caught
+        if error is None:
+            held.seek(0)
+            sys.stderr.buffer.write(held.read())
+            return
+    if isinstance(error, ray.exceptions.AuthenticationError):  # token mode on, no usable token here
+        fail(f"the Ray cluster at {address!r} wants a token ({first_line(error)}): {TOKEN_HINT}")
+    if address and "InvalidAuthToken" in f"{error} {error.__cause__}":
+        fail(f"the Ray cluster at {address!r} refused this driver's token (or its lack of one): {TOKEN_HINT}")
+    fail(f"cannot join the Ray cluster at {address!r}: {first_line(error)}" if address
+         else f"cannot start a local Ray instance: {first_line(error)}")
+
+
+@contextlib.contextmanager
+def stderr_to(file) -> Iterator[None]:
+    """Send what this process writes to file descriptor 2, C++ libraries included, to ``file``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=True)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = address or os.environ.get("RAY_ADDRESS", "")
-        fail(f"no Ray cluster at {where!r}: {str(error).strip().splitlines()[0]}" if where
-             else f"cannot start a local Ray instance: {error}")
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

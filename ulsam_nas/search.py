@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
     check_storage(storage_url, study_dir if args.storage is None else None)
 
+    start_ray(args.address)  # before anything imports Ray: joining a cluster may set its token mode
     import ray
 
-    start_ray(args.address)
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     cluster_cpus = ray.cluster_resources().get("CPU", 1)
     if args.gpus_per_trial and not cluster_gpus:

@@ -1,0 +1,195 @@
+"""Scaling out against the real services: several search drivers, as separate processes, on one
+PostgreSQL study (a real server: ``tests/services.py``); Optuna's heartbeat closing the trials of
+a driver that went silent on another host; and a driver joining a Ray cluster started with
+``ray start --head`` and Ray's defaults (token authentication).
+
+The drivers run the real command with real smoke training; what is under test is that the
+study, not a driver's memory, decides what is trained: no (genome, seed) twice, each paper
+configuration once, exactly ``--budget`` finished trials, nothing finished lost to a kill -9.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import psycopg
+import pytest
+from optuna.trial import TrialState
+
+from ulsam_nas.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
+from ulsam_nas.studies import open_storage
+
+from .services import libpq_url
+
+STUDY = "shared"
+TINY_SPACE = """
+name = "tiny"
+backbone = "mv2"
+width_mults = [1.0]
+
+[layers]
+17 = { actions = ["keep", "insert"], groups = [4] }
+"""
+
+
+def start_driver(storage: str, folder: Path, *args: str) -> subprocess.Popen:
+    """``python -m ulsam_nas.search`` on the shared study, one training at a time (2 cores)."""
+    command = [sys.executable, "-m", "ulsam_nas.search", "--storage", storage, "--study-name", STUDY,
+               "--study", str(folder), "--fidelity", "smoke", "--concurrency", "1", *args]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(driver: subprocess.Popen, timeout: float = 300) -> str:
+    _, err = driver.communicate(timeout=timeout)
+    assert driver.returncode == 0, err[-3000:]
+    return err
+
+
+def trainings(trials) -> list[tuple[str, int]]:
+    """(genome, seed) of every finished trial that trained: not a reuse, a rejection or a trial
+    closed because its driver died."""
+    return [(t.user_attrs["genome"], t.user_attrs["seed"]) for t in trials
+            if t.state.is_finished() and "genome" in t.user_attrs and "reused_from" not in t.user_attrs
+            and "infeasible" not in t.user_attrs and not is_interrupted(t)]
+
+
+def load(storage: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=STUDY, storage=open_storage(storage)).get_trials(deepcopy=False)
+
+
+def assert_study_is_whole(trials, budget: int) -> None:
+    assert sum(counts_toward_budget(t) for t in trials) == budget
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    pairs = trainings(trials)
+    assert len(pairs) == len(set(pairs)), pairs  # no (genome, seed) trained twice
+    labels = [t.user_attrs["paper_label"] for t in trials if "paper_label" in t.user_attrs and not is_interrupted(t)]
+    assert len(labels) == len(set(labels)), labels  # each paper configuration once
+
+
+def test_two_drivers_share_the_study_and_its_budget(postgres_url, tmp_path):
+    drivers = [start_driver(postgres_url, tmp_path / f"driver{i}", "--budget", "8") for i in (1, 2)]
+    for driver in drivers:
+        finish(driver)
+    trials = load(postgres_url)
+    assert_study_is_whole(trials, budget=8)
+    assert len(trainings(trials)) == 8  # all paper configurations: none reused
+    assert len({t.user_attrs["driver"] for t in trials}) == 2  # both drivers trained
+
+
+def test_drivers_wait_for_each_others_trainings(postgres_url, tmp_path):
+    """Two genomes, two seeds each and 8 trials: most proposals repeat a (genome, seed) that the
+    study holds or that the other driver is training, and each is reused, never trained again."""
+    space = tmp_path / "tiny.toml"
+    space.write_text(TINY_SPACE)
+    args = ["--space", str(space), "--budget", "8", "--repeats", "2", "--sampler", "random", "--no-paper-seeds"]
+    drivers = [start_driver(postgres_url, tmp_path / f"driver{i}", *args, "--seed", "0") for i in (1, 2)]
+    for driver in drivers:
+        finish(driver)
+    trials = load(postgres_url)
+    assert_study_is_whole(trials, budget=8)
+    assert len(trainings(trials)) <= 4
+    reused = [t for t in trials if "reused_from" in t.user_attrs]
+    assert reused and all(t.values == trials[t.user_attrs["reused_from"]].values for t in reused)
+
+
+def running_and_complete(url: str, pid: int) -> tuple[int, int]:
+    """How many RUNNING and COMPLETE trials driver ``pid`` holds, read with plain SQL (an Optuna
+    storage opened here would race the drivers to create the schema)."""
+    with psycopg.connect(libpq_url(url)) as connection:
+        rows = connection.execute(
+            "SELECT t.state FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+            "WHERE a.key = 'driver' AND a.value_json LIKE %s", (f'%|{pid}|%',)).fetchall()
+    states = [str(state) for (state,) in rows]
+    return states.count("RUNNING"), states.count("COMPLETE")
+
+
+def test_a_driver_killed_mid_run_loses_nothing(postgres_url, tmp_path):
+    victim = start_driver(postgres_url, tmp_path / "victim", "--budget", "8")
+    survivor = start_driver(postgres_url, tmp_path / "survivor", "--budget", "8")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            running, complete = running_and_complete(postgres_url, victim.pid)
+        except psycopg.errors.UndefinedTable:
+            running = complete = 0
+        if running and complete or victim.poll() is not None:
+            break
+        time.sleep(0.5)
+    assert victim.poll() is None, "the victim finished before it could be killed"
+    before = {t.number: (t.state, t.values, t.user_attrs.get("seed")) for t in load(postgres_url)}
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    err = finish(survivor)
+    assert "closed 1 trial(s) of a stopped driver" in err
+    trials = load(postgres_url)
+    assert_study_is_whole(trials, budget=8)
+    for number, (state, values, _) in before.items():
+        if state == TrialState.COMPLETE:
+            assert trials[number].values == values  # nothing finished was lost
+    killed = [n for n, (state, _, _) in before.items() if state == TrialState.RUNNING
+              and trials[n].user_attrs["driver"].split("|")[2] == str(victim.pid)]
+    assert len(killed) == 1
+    assert trials[killed[0]].state == TrialState.FAIL and trials[killed[0]].user_attrs["failure"] == INTERRUPTED
+    rerun = [t for t in trials if t.user_attrs.get("rerun_of") == killed[0]]
+    assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
+    assert rerun[0].user_attrs["seed"] == before[killed[0]][2]  # the same training, run again
+
+
+def test_a_silent_driver_elsewhere_loses_its_trials_to_the_heartbeat(tmp_path):
+    """A driver on another host cannot be checked by process: Optuna's heartbeat closes its
+    trials once it stops beating for the grace period, and their trainings are queued again."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", requeue_stale, stale_after=1)
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize", "minimize"])
+    study_id = storage.get_study_id_from_name(STUDY)
+    silent, beating = study.ask(), study.ask()
+    ids = {t.number: storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in (silent, beating)}
+    for trial in (silent, beating):
+        trial.set_user_attr("driver", "another-host|boot|4242|77")
+        trial.set_user_attr("genome", "mv2_w1.0(17:1g4)")
+        trial.set_user_attr("seed", 3 + trial.number)
+        storage.record_heartbeat(ids[trial.number])
+    time.sleep(2.5)
+    storage.record_heartbeat(ids[beating.number])
+    assert close_interrupted(study, storage) == [silent.number]
+    trials = study.get_trials(deepcopy=False)
+    assert trials[silent.number].state == TrialState.FAIL and is_interrupted(trials[silent.number])
+    assert not counts_toward_budget(trials[silent.number])
+    assert trials[beating.number].state == TrialState.RUNNING  # a live driver's trial is left alone
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert [(t.user_attrs["rerun_of"], t.user_attrs["seed"]) for t in queued] == [(silent.number, 3)]
+
+
+@pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/nas", "postgresql+psycopg://nobody@127.0.0.1:1/nas"])
+def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
+    """Without psycopg installed (blocked here at import), one line says what to install."""
+    code = ("import sys; sys.modules['psycopg'] = None; from ulsam_nas.search import main; "
+            f"sys.exit(main(['--storage', {url!r}, '--study', {str(tmp_path / 's')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: --storage {url}: PostgreSQL needs psycopg: pip install -e '.[postgres]'"
+    assert not (tmp_path / "s").exists()
+
+
+def test_search_joins_a_cluster_started_with_ray_defaults(ray_cluster, tmp_path):
+    address, home, log = ray_cluster
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    command = [sys.executable, "-m", "ulsam_nas.search", "--address", address, "--budget", "2", "--fidelity", "smoke",
+               "--study", str(tmp_path / "study")]
+    joined = subprocess.run(command, capture_output=True, text=True, env={**env, "HOME": str(home)}, timeout=300)
+    assert "Token authentication is enabled" in log.read_text()  # Ray's defaults, with a token in ~/.ray
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    study = optuna.load_study(study_name="mv2-synthetic", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+    assert sum(counts_toward_budget(t) for t in study.trials) == 2
+
+    (tmp_path / "no-token").mkdir()
+    refused = subprocess.run(command, capture_output=True, text=True, env={**env, "HOME": str(tmp_path / "no-token")},
+                             timeout=120)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused this driver's token" in lines[0] and "RAY_AUTH_MODE=token" in lines[0], lines
