@@ -479,7 +479,7 @@ class PlanSearcher(OptunaTrialsSearcher):
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
                  num_classes: int, attrs: dict) -> None:
         super().__init__(study, storage)
-        self.jobs, self.num_classes, self.attrs = study, list(jobs), num_classes, attrs
+        self.jobs, self.num_classes, self.attrs = list(jobs), num_classes, attrs
         self.total, self.done, self.failed = len(jobs), 0, 0
         self.driver = driver_identity()
 
