@@ -301,6 +301,7 @@ BAD_INPUT = [
     (["--storage", "sqlite:///{tmp}/no/such/dir/study.db"], "cannot open storage"),
     (["--storage", "postgresql://nobody@127.0.0.1:1/db"], "cannot open storage postgresql://nobody@127.0.0.1:1/db"),
     (["--storage", "not a url"], "is not an SQLAlchemy URL"),
+    (["--storage", "mysql://nobody@127.0.0.1:1/db"], "studies live in SQLite (the default) or PostgreSQL, not mysql"),
     (["--repeats", "0"], "--repeats must be at least 1, got 0"),
     (["--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5], got 0.7"),
     (["--final", "-1"], "--final must be 0 or more, got -1"),
