@@ -31,7 +31,7 @@ def spaces() -> dict[str, SearchSpace]:
     return {name: load_space(name) for name in ("mv1", "mv2")}
 
 
-__all__ = ["INSERT", "postgres_server", "postgres_url", "random_genome", "ray_cluster"]
+__all__ = ["INSERT", "postgres_server", "postgres_url", "random_genome", "ray_cluster", "write_space"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -78,6 +78,13 @@ def kill_once_running(driver, database: Path, timeout: float = 240) -> list[str]
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     return states
+
+
+def write_space(folder: Path, layers: str, name: str = "tiny") -> Path:
+    """A search-space file of MV2 at width 1.0 with the given ``[layers]`` lines, in ``folder``."""
+    path = folder / f"{name}.toml"
+    path.write_text(f'name = "{name}"\nbackbone = "mv2"\nwidth_mults = [1.0]\n\n[layers]\n{layers.strip()}\n')
+    return path
 
 
 def free_port() -> int:

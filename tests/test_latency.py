@@ -12,12 +12,9 @@ from ulsam_nas import Genome, build_model
 from ulsam_nas.latency import LatencyTable, Target, parts
 from ulsam_nas.studies import write_pointer
 
-TINY_SPACE = """
-name = "tiny"
-backbone = "mv2"
-width_mults = [1.0]
+from .conftest import write_space
 
-[layers]
+TINY_LAYERS = """
 16 = { actions = ["keep", "substitute"], groups = [4] }
 17 = { actions = ["keep", "insert"], groups = [4, 8] }
 """
@@ -39,8 +36,7 @@ def run_latency(*args, **kwargs):
 
 
 def test_the_command_builds_caches_and_checks_the_table(tmp_path):
-    space = tmp_path / "tiny.toml"
-    space.write_text(TINY_SPACE)
+    space = write_space(tmp_path, TINY_LAYERS)
     study_dir = tmp_path / "study"
     storage = f"sqlite:///{study_dir / 'study.db'}"
     write_pointer(study_dir, storage, "tiny-synthetic", "tiny")

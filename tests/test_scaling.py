@@ -23,17 +23,10 @@ from optuna.trial import TrialState
 from ulsam_nas.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.studies import open_storage
 
+from .conftest import write_space
 from .services import libpq_url
 
 STUDY = "shared"
-TINY_SPACE = """
-name = "tiny"
-backbone = "mv2"
-width_mults = [1.0]
-
-[layers]
-17 = { actions = ["keep", "insert"], groups = [4] }
-"""
 
 
 def start_driver(storage: str, folder: Path, *args: str) -> subprocess.Popen:
@@ -84,8 +77,7 @@ def test_two_drivers_share_the_study_and_its_budget(postgres_url, tmp_path):
 def test_drivers_wait_for_each_others_trainings(postgres_url, tmp_path):
     """Two genomes, two seeds each and 8 trials: most proposals repeat a (genome, seed) that the
     study holds or that the other driver is training, and each is reused, never trained again."""
-    space = tmp_path / "tiny.toml"
-    space.write_text(TINY_SPACE)
+    space = write_space(tmp_path, '17 = { actions = ["keep", "insert"], groups = [4] }')
     args = ["--space", str(space), "--budget", "8", "--repeats", "2", "--sampler", "random", "--no-paper-seeds"]
     drivers = [start_driver(postgres_url, tmp_path / f"driver{i}", *args, "--seed", "0") for i in (1, 2)]
     for driver in drivers:

@@ -47,7 +47,7 @@ def check_storage(url: str, default_dir: Path | None) -> None:
     """Fail (exit 2) unless the storage URL can be opened; writes nothing."""
     import sqlalchemy
 
-    from .studies import driver_hint, storage_url
+    from .studies import BACKENDS, driver_hint, storage_url, unsupported_backend
 
     try:
         parsed = sqlalchemy.engine.make_url(storage_url(url))
@@ -62,8 +62,8 @@ def check_storage(url: str, default_dir: Path | None) -> None:
         if not folder.is_dir() and folder != (default_dir and default_dir.resolve()):
             fail(f"cannot open storage {url}: folder {folder} does not exist")
         return
-    if backend != "postgresql":
-        fail(f"--storage {url}: studies live in SQLite (the default) or PostgreSQL, not {backend}")
+    if backend not in BACKENDS:
+        fail(unsupported_backend(url, backend))
     try:
         engine = sqlalchemy.create_engine(parsed)
         with engine.connect():

@@ -18,6 +18,7 @@ POINTER = "study.json"
 HEARTBEAT_SECONDS = 10.0  # how often a driver records a heartbeat for the trials it holds
 STALE_AFTER = 120.0  # a trial whose driver has not beaten for this long is closed as interrupted
 SCHEMA_ATTEMPTS = 4
+BACKENDS = ("sqlite", "postgresql")  # what a study may live in: what StudyLock can lock
 ARTIFACTS = "artifacts"
 
 
@@ -93,6 +94,10 @@ def driver_hint(url: str, error: ModuleNotFoundError) -> str:
     return f"--storage {url}: the database driver is not installed ({error})"
 
 
+def unsupported_backend(url: str, backend: str) -> str:
+    return f"--storage {url}: studies live in SQLite (the default) or PostgreSQL, not {backend}"
+
+
 class StudyLock:
     """One lock per study, shared by every driver of it on any host, and released by the OS or
     the database when its holder dies, kill -9 included: drivers plan their next trial (budget,
@@ -109,8 +114,8 @@ class StudyLock:
         self.url, self.study_name = storage_url(url), study_name
         parsed = sqlalchemy.engine.make_url(self.url)
         self.backend = parsed.get_backend_name()
-        if self.backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"--storage {url}: studies live in SQLite or PostgreSQL, not {self.backend}")
+        if self.backend not in BACKENDS:
+            raise ValueError(unsupported_backend(url, self.backend))
         self._file = self._engine = self._connection = None
         self._key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
 

@@ -214,6 +214,7 @@ class StudySearcher(OptunaTrialsSearcher):
         self.awaited: dict[Key, int] = {}  # (genome, seed) another driver trains -> its trial number
         self.tally = Tally()
         self.running_in_study = 0  # RUNNING trials of every driver
+        self.queued = False  # the study's queue holds a WAITING trial (a re-run)
         self.quiet_until = self.last_liveness = self.last_poll = 0.0
 
     @property
@@ -412,8 +413,7 @@ class StudySearcher(OptunaTrialsSearcher):
         held = self.held()
         with self.lock:
             for trial in held:
-                trial.set_user_attr("failure", reason)
-                self.study.tell(trial, state=TrialState.FAIL)
+                self._finish(trial, TrialState.FAIL, None, reason)
             for trial in self.live.values():  # trials waiting for a result are copies: not re-run
                 self.study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
         self.live.clear()
