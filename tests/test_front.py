@@ -6,10 +6,12 @@ import optuna
 import pytest
 
 from ulsam_nas.front import Front, GenomeStats, clearly_dominates, genome_stats, paper_status, seed_noise
+from ulsam_nas.objectives import Selection
 
 from .conftest import add
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+DEFAULT = Selection.parse("top1,macs,params")
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def seeds(study, genome: str, *top1s: float, label: str = "") -> None:
 
 
 def stats(study) -> dict:
-    return {s.genome: s for s in genome_stats(study.trials)}
+    return {s.genome: s for s in genome_stats(study.trials, DEFAULT)}
 
 
 def test_genome_stats_are_means_over_distinct_seeds(study):
@@ -41,7 +43,7 @@ def test_pooled_sigma_and_its_degrees_of_freedom(study):
     seeds(study, "mv2_w1.0()", 30.0, 34.0, 32.0)  # variance 4, df 2
     seeds(study, "mv2_w1.0(16g4,17g4)", 40.0, 44.0)  # variance 8, df 1
     seeds(study, "mv2_w1.0(17:1g4)", 50.0)  # one seed: no contribution
-    noise = seed_noise(genome_stats(study.trials))
+    noise = seed_noise(genome_stats(study.trials, DEFAULT))
     assert noise.df == 3 and noise.genomes == 2
     assert noise.sigma == pytest.approx(math.sqrt((2 * 4 + 1 * 8) / 3))
     assert "single runs closer than" in noise.describe() and f"{noise.sigma:.2f} pp" in noise.describe()
@@ -67,7 +69,7 @@ def test_well_separated_means_at_equal_cost_clearly_dominate(study):
     assert [m.genome for m in front.members] == ["mv2_w1.0(13g4)"]
     status = paper_status(front, ["MV2 (13) g=1", "MV2 vanilla"])
     assert status[0].verdict.kind == "dominated" and status[0].verdict.difference == pytest.approx(5.5)
-    assert "clearly dominated by mv2_w1.0(13g4) (by 5.5 ± 0.8 pp at no higher cost)" in status[0].describe()
+    assert "clearly dominated by mv2_w1.0(13g4) (by 5.5 ± 0.8 pp at no worse cost)" in status[0].describe()
     assert "not trained to completion" in status[1].describe()
 
 
@@ -80,20 +82,20 @@ def test_nine_fewer_parameters_of_two_million_is_a_tie_not_a_trade_off(study):
     g1, g4 = by_genome["mv2_w1.0(13g1)"], by_genome["mv2_w1.0(13g4)"]
     assert g1.costs[1] == g4.costs[1] - 9 and g1.costs[0] == g4.costs[0]
     sigma = seed_noise(list(by_genome.values())).sigma
-    assert clearly_dominates(g4, g1, sigma)
-    assert not clearly_dominates(g4, g1, sigma, tolerance=0.0)  # the strict reading: a trade-off
+    assert clearly_dominates(g4, g1, sigma, DEFAULT)
+    assert not clearly_dominates(g4, g1, sigma, Selection.parse("top1,macs,params", cost_tolerance=0.0))  # the strict reading: a trade-off
     assert [m.genome for m in Front.of_study(study).members] == ["mv2_w1.0(13g4)"]
 
 
 def test_higher_mean_at_five_percent_more_macs_is_no_dominance():
     cheap = GenomeStats("a", (0, 1, 2), (30.0, 30.5, 29.5), (100e6, 2.0e6), trial=0)
     costly = GenomeStats("b", (0, 1, 2), (40.0, 40.5, 39.5), (105e6, 2.0e6), trial=3)
-    assert not clearly_dominates(costly, cheap, sigma=0.5)
-    front = Front.of([cheap, costly])
+    assert not clearly_dominates(costly, cheap, 0.5, DEFAULT)
+    front = Front.of([cheap, costly], DEFAULT)
     assert {m.genome for m in front.members} == {"a", "b"} and front.verdict(cheap).kind == "front"
     # ... and 0.5% more MACs is within the tolerance: then the better mean dominates.
     near = GenomeStats("c", (0, 1, 2), (40.0, 40.5, 39.5), (100.5e6, 2.0e6), trial=6)
-    assert clearly_dominates(near, cheap, sigma=0.5)
+    assert clearly_dominates(near, cheap, 0.5, DEFAULT)
 
 
 def test_single_seed_genomes_use_the_pooled_sigma(study):

@@ -12,33 +12,14 @@ import optuna
 import pytest
 
 from ulsam_nas import Genome, count_cost
-from ulsam_nas.front import genome_stats
+from ulsam_nas.front import Front, genome_stats
+from ulsam_nas.objectives import Selection
 from ulsam_nas.report import Reference, hypervolume, hypervolume_history, pick, reference_for, write_report
 from ulsam_nas.studies import artifact_store, write_pointer
 
 from .conftest import free_port
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def test_hypervolume_of_hand_computed_cases():
-    assert hypervolume([(0.5, 0.5, 0.5)]) == pytest.approx(0.125)
-    # Two boxes: 0.125 + 0.75 * 0.25 * 0.25 minus their overlap 0.5 * 0.25 * 0.25.
-    assert hypervolume([(0.5, 0.5, 0.5), (0.25, 0.75, 0.75)]) == pytest.approx(0.140625)
-    assert hypervolume([(0.5, 0.5, 0.5), (0.6, 0.6, 0.6)]) == pytest.approx(0.125)  # dominated: adds nothing
-    assert hypervolume([(1.2, 0.1, 0.1)]) == 0.0  # outside the reference box
-    assert hypervolume([]) == 0.0
-
-
-def test_hypervolume_agrees_with_optunas_plot():
-    rng = random.Random(0)
-    points = [tuple(rng.random() for _ in range(3)) for _ in range(40)]
-    study = optuna.create_study(directions=["minimize"] * 3)
-    for p in points:
-        study.add_trial(optuna.trial.create_trial(values=list(p)))
-    with pytest.warns(optuna.exceptions.ExperimentalWarning):
-        figure = optuna.visualization.plot_hypervolume_history(study, reference_point=[1.0, 1.0, 1.0])
-    assert hypervolume(points) == pytest.approx(figure.data[0].y[-1], rel=1e-9)
 
 
 def load(study_dir) -> optuna.Study:
@@ -103,16 +84,19 @@ def test_report_writes_html_and_tables_of_genomes_over_seeds(study_dir, tmp_path
 
     assert summary.front_size == 3 and summary.knee.genome == "mv2_w1.0(16g4,17g4)" and summary.noise.df == 3
     ref = reference_for(study)
-    assert ref.macs == 1.25 * count_cost(Genome("mv2"), num_classes=10).macs
-    means = [ref.normalise(s.values) for s in genome_stats(study.trials)]
-    assert summary.hypervolume == pytest.approx(hypervolume(means))
+    assert ref.point["macs"] == 1.25 * count_cost(Genome("mv2"), num_classes=10).macs
+    front = Front.of_study(study)
+    means = [ref.normalise(front.values(s)) for s in front.stats]
+    assert summary.hypervolume == pytest.approx(hypervolume(means, (1, 1, 1)))
     text = summary.text()
     assert text.startswith("seed noise σ = 1.15 pp") and "front beyond seed noise: 3 genomes" in text
     assert f"hypervolume {summary.hypervolume:.4f}" in text
     assert "knee: mv2_w1.0(16g4,17g4) (MV2 (16, 17) g=4): validation top-1 43.00 ± 1.41% over 2 seeds, 268.59M MACs" in text
-    assert "MV2 vanilla: top-1 40.0 ± 1.0% over 3 seed(s); clearly dominated by mv2_w1.0(16g4,17g4)" in text
-    assert "MV2 17:1 g=4: top-1 41.0% over 1 seed(s); within noise of front genome mv2_w1.0(16g4,17g4)" in text
-    assert "MV2 (16, 17) g=4: top-1 43.0 ± 1.4% over 2 seed(s); on the front" in text
+    assert ("MV2 vanilla: top-1 40.0 ± 1.0% over 3 seed(s), 299.51M MACs, 2.237M params; clearly dominated by "
+            "mv2_w1.0(16g4,17g4)") in text
+    assert ("MV2 17:1 g=4: top-1 41.0% over 1 seed(s), 299.52M MACs, 2.237M params; within noise of front genome "
+            "mv2_w1.0(16g4,17g4)") in text
+    assert "MV2 (16, 17) g=4: top-1 43.0 ± 1.4% over 2 seed(s), 268.59M MACs, 1.598M params; on the front" in text
 
 
 def test_report_shows_final_test_figures_beside_validation(study_dir, tmp_path):
@@ -146,14 +130,16 @@ def test_hypervolume_history_is_of_genome_means_and_fast():
         state = optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE
         values = None if failed else [30 + 20 * (macs + params) + rng.gauss(0, 3), macs, params]
         study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs={"genome": genome, "seed": number}))
-    trials, reference = study.trials, Reference(1.0, 1.0)
+    selection = Selection.parse("top1,macs,params")
+    trials, reference = study.trials, Reference(selection, {"top1": 0.0, "macs": 1.0, "params": 1.0})
     start = time.perf_counter()
     history = hypervolume_history(trials, reference)
     assert time.perf_counter() - start < 1.0
     assert [n for n, _ in history] == list(range(400))
     for number in range(0, 400, 21):
-        means = [reference.normalise(s.values) for s in genome_stats(trials[: number + 1])]
-        assert history[number][1] == pytest.approx(hypervolume(means), rel=1e-12), number
+        stats = genome_stats(trials[: number + 1], selection)
+        means = [reference.normalise(selection.values(s.mean, s.costs)) for s in stats]
+        assert history[number][1] == pytest.approx(hypervolume(means, (1, 1, 1)), rel=1e-12), number
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:

@@ -24,12 +24,14 @@ from ulsam_nas import Genome
 from ulsam_nas.cost import count_cost
 from ulsam_nas.data import DataSpec
 from ulsam_nas.fidelity import SMOKE
+from ulsam_nas.objectives import Selection
 from ulsam_nas.schedulers import MultiObjectiveSuccessiveHalving, crowding_distance, nondominated_fronts
 from ulsam_nas.spaces import load_space
 from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import SearchConfig, run_search
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
+DEFAULT = Selection.parse("top1,macs,params")
 
 # -- the sorting ------------------------------------------------------------------------------
 
@@ -56,11 +58,11 @@ def test_crowding_distance():
 
 
 def test_rungs():
-    assert MultiObjectiveSuccessiveHalving(max_t=15).rungs == [1, 2, 4, 8]
-    assert MultiObjectiveSuccessiveHalving(max_t=4).rungs == [1, 2]
-    assert MultiObjectiveSuccessiveHalving(max_t=30, grace_period=2, eta=3).rungs == [2, 6, 18]
+    assert MultiObjectiveSuccessiveHalving(DEFAULT, max_t=15).rungs == [1, 2, 4, 8]
+    assert MultiObjectiveSuccessiveHalving(DEFAULT, max_t=4).rungs == [1, 2]
+    assert MultiObjectiveSuccessiveHalving(DEFAULT, max_t=30, grace_period=2, eta=3).rungs == [2, 6, 18]
     with pytest.raises(ValueError, match="eta >= 2"):
-        MultiObjectiveSuccessiveHalving(max_t=4, eta=1)
+        MultiObjectiveSuccessiveHalving(DEFAULT, max_t=4, eta=1)
 
 
 def decide(scheduler, trial_id: str, iteration: int, top1: float, macs: float, params: float) -> str:
@@ -69,7 +71,7 @@ def decide(scheduler, trial_id: str, iteration: int, top1: float, macs: float, p
 
 
 def test_a_rung_keeps_the_front_and_stops_the_dominated():
-    scheduler = MultiObjectiveSuccessiveHalving(max_t=4)
+    scheduler = MultiObjectiveSuccessiveHalving(DEFAULT, max_t=4)
     assert decide(scheduler, "a", 1, 60, 3, 3) == TrialScheduler.CONTINUE
     assert decide(scheduler, "b", 1, 70, 4, 4) == TrialScheduler.CONTINUE  # on the front with a
     assert decide(scheduler, "cheap", 1, 10, 1, 1) == TrialScheduler.CONTINUE  # least accurate, cheapest

@@ -99,7 +99,7 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
     assert len([t for t in study.trials if t.state.is_finished()]) == 5
     raised, nan = study.trials[0], study.trials[1]
     assert raised.state == TrialState.FAIL and raised.user_attrs["failure"] == "RuntimeError: boom in the trainer"
-    assert nan.state == TrialState.FAIL and nan.user_attrs["failure"] == "top-1 is nan"
+    assert nan.state == TrialState.FAIL and nan.user_attrs["failure"] == "top1 is nan"
     vanilla, substituted, duplicate = study.trials[2], study.trials[3], study.trials[4]
     assert vanilla.state == TrialState.COMPLETE and vanilla.user_attrs["epochs"] == SMOKE.epochs
     assert vanilla.values[0] == fake_top1(Genome("mv2"), SMOKE.epochs)
@@ -154,7 +154,7 @@ def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
 
 
 def test_constraints_reject_before_training(tmp_path):
-    cfg = config(tmp_path, budget=4, max_macs=290e6, sampler="random", seed=1)
+    cfg = config(tmp_path, budget=4, limits={"macs": 290e6}, sampler="random", seed=1)
     enqueue(cfg, "mv2_w1.0()", "mv2_w1.0(16g4, 17g4)")
     study = run_search(cfg, trainer=scripted_trainer)
     vanilla, smaller = study.trials[0], study.trials[1]
@@ -217,7 +217,7 @@ def test_final_retrains_the_picks_with_their_seeds_on_the_test_split(tmp_path, c
     front = Front.of_study(study)
     results = run_final(study, 2, cfg.data, cfg.fidelity, cfg.resources, trainer=final_trainer)
     picks = final_candidates(front, 2)
-    assert set(results) == {p.genome for p in picks} and picks[0].genome == knee(front.members).genome
+    assert set(results) == {p.genome for p in picks} and picks[0].genome == knee(front).genome
     for chosen in picks:  # every seed of the genome, retrained
         assert results[chosen.genome] == {
             str(seed): {"top1": fake_top1(Genome.from_string(chosen.genome), SMOKE.epochs, seed) - 1.5, "top5": 99.0}

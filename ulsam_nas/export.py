@@ -293,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", type=Path, default=None, help="study folder to take the trial from")
     parser.add_argument("--trial", default="knee",
                         help="a rule on the front beyond seed noise, by mean top-1 over seeds: knee | max-top1 | "
-                             "'max-top1 macs<=250e6' | 'max-top1 params<=2.5M'; or a trial number (that one training's "
-                             "values)")
+                             "'max-top1 macs<=250e6' | 'max-top1 params<=2.5M' | 'max-top1 latency<=4ms' (a cost of the "
+                             "study); or a trial number (that one training's values)")
     parser.add_argument("--space", default="mv2", help="without --study: mv1, mv2 or a .toml path")
     parser.add_argument("--genome", default=None, help="without --study: paper notation or canonical genome string")
     parser.add_argument("--g", type=int, default=None, help="group count for placements without their own gN")
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     study = None
     try:
         if args.study is not None:
-            from .front import OBJECTIVES, trial_seed
+            from .front import trial_seed
+            from .objectives import Selection
             from .report import pick
             from .studies import StudyNotFound, load_study
 
@@ -341,15 +342,19 @@ def main(argv: list[str] | None = None) -> int:
                     fail(f"trial {number} is {trial.state.name}, not COMPLETE: only trained trials can be exported")
                 genome = Genome.from_string(trial.user_attrs["genome"])
                 info |= {"trial": number, "seed": trial_seed(trial),
-                         "objectives": dict(zip(study.metric_names or OBJECTIVES, trial.values)),
+                         "objectives": dict(zip(Selection.of_study(study).names, trial.values)),
                          "paper_label": trial.user_attrs.get("paper_label", "")}
             else:
                 picked = pick(study, args.trial)
                 genome = Genome.from_string(picked.genome)
-                info |= {"trial": picked.trial, "objectives": {"top1": picked.mean, "top1_std": picked.std, "seeds": picked.n,
-                                                               "macs": picked.costs[0], "params": picked.costs[1]},
-                         "paper_label": picked.label}
+                selection = Selection.of_study(study)
+                trained = selection.trained.name
+                costs = dict(zip((o.name for o in selection.computed), picked.costs))
+                info |= {"trial": picked.trial, "paper_label": picked.label,
+                         "objectives": {trained: picked.mean, f"{trained}_std": picked.std, "seeds": picked.n, **costs}}
             info["top1_split"] = "validation"  # the search never looks at the test split
+            if "latency_target_key" in study.user_attrs:
+                info["latency"] = latency_on_target(genome, num_classes, study.user_attrs)
         else:
             if args.genome is None:
                 fail("give --study (and --trial) or --genome (with --space and --g)")
@@ -383,7 +388,24 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(sorted([*result["sha256"], "arch.json"])))
     differences = result["max_abs_difference"].items()
     print("verified in a clean interpreter: " + ", ".join(f"{k} max |diff| {v:.1e}" for k, v in differences))
+    if "latency" in result:
+        latency = result["latency"]
+        print(f"latency on {latency['target']}: predicted {latency['predicted_ms']:.2f} ms, measured "
+              f"{latency['measured_ms']:.2f} ms per image")
     return 0
+
+
+def latency_on_target(genome: Genome, num_classes: int, study_attrs: dict) -> dict:
+    """The genome's latency on the study's target: predicted from the table and measured end to
+    end here, with the same protocol (``latency.py``)."""
+    from .latency import LatencyTable, Target, measure
+
+    target = Target(**study_attrs["latency_target_key"])
+    table = LatencyTable.load(target, genome.backbone)
+    if table.fill([genome], num_classes):
+        table.save()
+    return {"target": target.describe(), "study_target": study_attrs.get("latency_target", ""),
+            "predicted_ms": table.predict(genome, num_classes), "measured_ms": measure(genome, num_classes, target)}
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

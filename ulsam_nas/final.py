@@ -30,7 +30,7 @@ def final_candidates(front: Front, k: int) -> list[GenomeStats]:
 
     if not front.members or k < 1:
         return []
-    first = knee(front.members)
+    first = knee(front)
     return [first, *[m for m in front.members if m.genome != first.genome]][:k]
 
 

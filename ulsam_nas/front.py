@@ -1,13 +1,16 @@
 """The product's front: genomes measured over seeds, compared only beyond the measured noise.
 
-A trial is one (genome, seed) training; a genome's top-1 is the mean of its COMPLETE seeds,
-kept with their std and count (``GenomeStats``). The seed noise σ is the pooled within-genome
-std over genomes with at least two seeds (``SeedNoise``).
+The objectives are the study's (``objectives.Selection``): one training metric (top-1) and the
+costs computed before training (MACs, params, latency, ...). A trial is one (genome, seed)
+training; a genome's top-1 is the mean of its COMPLETE seeds, kept with their std and count
+(``GenomeStats``). The seed noise σ is the pooled within-genome std over genomes with at least
+two seeds (``SeedNoise``).
 
-Genome A *clearly dominates* B when every cost of A is at most B's, costs within a relative
-``tolerance`` (default 1%) counting as equal, and A's mean top-1 is above B's by more than 1.96
-standard errors of the difference (Welch: each genome's own variance over its seeds, the pooled
-σ² where it has fewer than two). The front is every genome that no genome clearly dominates.
+Genome A *clearly dominates* B when every cost of A is no worse than B's, values within the
+cost's relative tolerance (``--cost-tolerance``, default 1%, or the objective's own) counting as
+equal, and A's mean top-1 is above B's by more than 1.96 standard errors of the difference
+(Welch: each genome's own variance over its seeds, the pooled σ² where it has fewer than two).
+The front is every genome that no genome clearly dominates.
 Paper configurations get one of three verdicts: on the front (no genome beats it, even by
 mean), within noise of a front genome (beaten by mean, not beyond noise), or clearly dominated.
 
@@ -23,9 +26,8 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
-OBJECTIVES = ("top1", "macs", "params")
-DIRECTIONS = ("maximize", "minimize", "minimize")
-COSTS = OBJECTIVES[1:]
+from .objectives import Selection
+
 Z = 1.96  # two-sided 95%
 COST_TOLERANCE = 0.01
 
@@ -36,18 +38,18 @@ class GenomeStats:
 
     genome: str
     seeds: tuple[int, ...]
-    top1s: tuple[float, ...]
-    costs: tuple[float, ...]  # in COSTS order
+    scores: tuple[float, ...]  # the training metric (top-1), one per seed
+    costs: tuple[float, ...]  # the computed objectives, in ``Selection.computed`` order
     trial: int  # the genome's first COMPLETE trial
     label: str = ""  # paper label, if a paper configuration
 
     @property
     def n(self) -> int:
-        return len(self.top1s)
+        return len(self.scores)
 
     @property
     def mean(self) -> float:
-        return sum(self.top1s) / self.n
+        return sum(self.scores) / self.n
 
     @property
     def std(self) -> float | None:
@@ -55,12 +57,7 @@ class GenomeStats:
         if self.n < 2:
             return None
         mean = self.mean
-        return math.sqrt(sum((x - mean) ** 2 for x in self.top1s) / (self.n - 1))
-
-    @property
-    def values(self) -> list[float]:
-        """Objective values in OBJECTIVES order, top-1 as the mean over seeds."""
-        return [self.mean, *self.costs]
+        return math.sqrt(sum((x - mean) ** 2 for x in self.scores) / (self.n - 1))
 
     def variance(self, sigma: float) -> float:
         """Variance of one seed's top-1: the genome's own, or σ² with fewer than two seeds."""
@@ -76,16 +73,17 @@ def trial_seed(trial: optuna.trial.FrozenTrial) -> int:
     return int(trial.user_attrs.get("seed", 0))
 
 
-def genome_stats(trials: list[optuna.trial.FrozenTrial]) -> list[GenomeStats]:
+def genome_stats(trials: list[optuna.trial.FrozenTrial], selection: Selection) -> list[GenomeStats]:
     """Per-genome statistics from COMPLETE trials, in order of each genome's first trial. A
     (genome, seed) that appears more than once (a reused result) counts once."""
     by_genome: dict[str, dict] = {}
     for trial in sorted(trials, key=lambda t: t.number):
         if trial.state != optuna.trial.TrialState.COMPLETE or "genome" not in trial.user_attrs:
             continue
+        score, costs = selection.split(trial.values)
         entry = by_genome.setdefault(trial.user_attrs["genome"], {"seeds": {}, "trial": trial.number, "label": "",
-                                                                   "costs": tuple(trial.values[1:])})
-        entry["seeds"].setdefault(trial_seed(trial), trial.values[0])
+                                                                   "costs": costs})
+        entry["seeds"].setdefault(trial_seed(trial), score)
         entry["label"] = entry["label"] or trial.user_attrs.get("paper_label", "")
     return [GenomeStats(genome, tuple(e["seeds"]), tuple(e["seeds"].values()), e["costs"], e["trial"], e["label"])
             for genome, e in by_genome.items()]
@@ -124,9 +122,15 @@ def seed_noise(stats: list[GenomeStats]) -> SeedNoise:
     return SeedNoise(math.sqrt(pooled), df, len(repeated))
 
 
-def costs_no_higher(a: GenomeStats, b: GenomeStats, tolerance: float) -> bool:
-    """Every cost of ``a`` is at most ``b``'s, values within ``tolerance`` (relative) counting as equal."""
-    return all(x <= y or abs(x - y) <= tolerance * max(abs(x), abs(y)) for x, y in zip(a.costs, b.costs))
+def _tied(x: float, y: float, tolerance: float) -> bool:
+    return abs(x - y) <= tolerance * max(abs(x), abs(y))
+
+
+def costs_no_worse(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool:
+    """Every cost of ``a`` is no worse than ``b``'s, values within the objective's relative
+    tolerance counting as equal."""
+    return all(not o.better(y, x) or _tied(x, y, selection.tolerance(o))
+               for o, x, y in zip(selection.computed, a.costs, b.costs))
 
 
 def margin(a: GenomeStats, b: GenomeStats, sigma: float) -> tuple[float, float]:
@@ -135,25 +139,26 @@ def margin(a: GenomeStats, b: GenomeStats, sigma: float) -> tuple[float, float]:
     return a.mean - b.mean, error
 
 
-def clearly_dominates(a: GenomeStats, b: GenomeStats, sigma: float, tolerance: float = COST_TOLERANCE) -> bool:
-    if a.genome == b.genome or not costs_no_higher(a, b, tolerance):
+def clearly_dominates(a: GenomeStats, b: GenomeStats, sigma: float, selection: Selection) -> bool:
+    if a.genome == b.genome or not costs_no_worse(a, b, selection):
         return False
     difference, error = margin(a, b, sigma)
     return difference > error
 
 
-def dominates_by_mean(a: GenomeStats, b: GenomeStats, tolerance: float = COST_TOLERANCE) -> bool:
-    """Pareto dominance on the means, costs within ``tolerance`` counting as equal."""
-    if a.genome == b.genome or not costs_no_higher(a, b, tolerance):
+def dominates_by_mean(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool:
+    """Pareto dominance on the means, costs within their tolerance counting as equal."""
+    if a.genome == b.genome or not costs_no_worse(a, b, selection):
         return False
-    cheaper = any(x < y and abs(x - y) > tolerance * max(abs(x), abs(y)) for x, y in zip(a.costs, b.costs))
+    cheaper = any(o.better(x, y) and not _tied(x, y, selection.tolerance(o))
+                  for o, x, y in zip(selection.computed, a.costs, b.costs))
     return a.mean > b.mean or (a.mean == b.mean and cheaper)
 
 
 @dataclass(frozen=True)
 class Verdict:
     """Where a genome stands: ``front``, ``within-noise`` (of genome ``other``) or ``dominated``
-    (by ``other``, by ``difference`` ± ``error`` pp at no higher cost)."""
+    (by ``other``, by ``difference`` ± ``error`` pp at no worse cost)."""
 
     kind: str
     other: GenomeStats | None = None
@@ -166,7 +171,7 @@ class Verdict:
         name = f"{self.other.genome}" + (f" ({self.other.label})" if self.other.label else "")
         if self.kind == "within-noise":
             return f"within noise of front genome {name} ({self.difference:+.1f} ± {self.error:.1f} pp)"
-        return f"clearly dominated by {name} (by {self.difference:.1f} ± {self.error:.1f} pp at no higher cost)"
+        return f"clearly dominated by {name} (by {self.difference:.1f} ± {self.error:.1f} pp at no worse cost)"
 
 
 @dataclass(frozen=True)
@@ -176,31 +181,34 @@ class Front:
     stats: list[GenomeStats]
     noise: SeedNoise
     members: list[GenomeStats]  # the front, best mean top-1 first
-    tolerance: float
+    selection: Selection
 
     @classmethod
-    def of(cls, stats: list[GenomeStats], tolerance: float = COST_TOLERANCE) -> Front:
+    def of(cls, stats: list[GenomeStats], selection: Selection) -> Front:
         noise = seed_noise(stats)
-        members = [b for b in stats if not any(clearly_dominates(a, b, noise.sigma, tolerance) for a in stats)]
+        members = [b for b in stats if not any(clearly_dominates(a, b, noise.sigma, selection) for a in stats)]
         members.sort(key=lambda s: (-s.mean, s.costs, s.trial))
-        return cls(stats, noise, members, tolerance)
+        return cls(stats, noise, members, selection)
 
     @classmethod
-    def of_study(cls, study: optuna.Study, tolerance: float | None = None) -> Front:
-        if tolerance is None:
-            tolerance = float(study.user_attrs.get("cost_tolerance", COST_TOLERANCE))
-        return cls.of(genome_stats(study.get_trials(deepcopy=False)), tolerance)
+    def of_study(cls, study: optuna.Study) -> Front:
+        selection = Selection.of_study(study)
+        return cls.of(genome_stats(study.get_trials(deepcopy=False), selection), selection)
+
+    def values(self, stats: GenomeStats) -> list[float]:
+        """A genome's point in study order, top-1 as its mean over seeds."""
+        return self.selection.values(stats.mean, stats.costs)
 
     def contains(self, stats: GenomeStats) -> bool:
         return any(m.genome == stats.genome for m in self.members)
 
     def verdict(self, stats: GenomeStats) -> Verdict:
         sigma = self.noise.sigma
-        dominators = [a for a in self.stats if clearly_dominates(a, stats, sigma, self.tolerance)]
+        dominators = [a for a in self.stats if clearly_dominates(a, stats, sigma, self.selection)]
         if dominators:
             best = max(dominators, key=lambda a: (self.contains(a), margin(a, stats, sigma)[0]))
             return Verdict("dominated", best, *margin(best, stats, sigma))
-        beaters = [a for a in self.members if dominates_by_mean(a, stats, self.tolerance)]
+        beaters = [a for a in self.members if dominates_by_mean(a, stats, self.selection)]
         if beaters:
             best = max(beaters, key=lambda a: a.mean)
             return Verdict("within-noise", best, *margin(best, stats, sigma))
@@ -211,23 +219,26 @@ class Front:
 
 
 def genome_row(stats: GenomeStats, front: Front) -> dict:
-    std = stats.std
+    std, name = stats.std, front.selection.trained.name
     return {
-        "genome": stats.genome, "label": stats.label, "top1_mean": stats.mean, "top1_std": std,
-        "top1_ci95": stats.ci95(front.noise.sigma) if (std is not None or front.noise.measured) else None,
-        "seeds": stats.n, "macs_M": stats.costs[0] / 1e6, "params_M": stats.costs[1] / 1e6,
+        "genome": stats.genome, "label": stats.label, f"{name}_mean": stats.mean, f"{name}_std": std,
+        f"{name}_ci95": stats.ci95(front.noise.sigma) if (std is not None or front.noise.measured) else None,
+        "seeds": stats.n, **{o.column: v / o.scale for o, v in zip(front.selection.computed, stats.costs)},
         "first_trial": stats.trial, "verdict": front.verdict(stats).describe(),
     }
 
 
-GENOME_COLUMNS = ["genome", "label", "top1_mean", "top1_std", "top1_ci95", "seeds", "macs_M", "params_M",
-                  "first_trial", "verdict"]
+def genome_columns(selection: Selection) -> list[str]:
+    """E.g. genome, label, top1_mean, top1_std, top1_ci95, seeds, macs_M, params_M, first_trial, verdict."""
+    name = selection.trained.name
+    return ["genome", "label", f"{name}_mean", f"{name}_std", f"{name}_ci95", "seeds",
+            *(o.column for o in selection.computed), "first_trial", "verdict"]
 
 
 def genomes_table(front: Front, members_only: bool = False) -> pd.DataFrame:
     """One row per genome (or per front genome), best mean top-1 first."""
     chosen = front.members if members_only else sorted(front.stats, key=lambda s: (-s.mean, s.trial))
-    return pd.DataFrame([genome_row(s, front) for s in chosen], columns=GENOME_COLUMNS)
+    return pd.DataFrame([genome_row(s, front) for s in chosen], columns=genome_columns(front.selection))
 
 
 @dataclass(frozen=True)
@@ -235,17 +246,19 @@ class PaperStatus:
     label: str
     stats: GenomeStats | None  # None if the configuration never completed
     verdict: Verdict | None
+    selection: Selection | None = None
 
     def describe(self) -> str:
         if self.stats is None:
             return f"{self.label}: not trained to completion in this study"
         s = self.stats
         spread = f" ± {s.std:.1f}" if s.std is not None else ""
-        return f"{self.label}: top-1 {s.mean:.1f}{spread}% over {s.n} seed(s); {self.verdict.describe()}"
+        costs = "".join(f", {o.show(v)}" for o, v in zip(self.selection.computed, s.costs)) if self.selection else ""
+        return f"{self.label}: top-1 {s.mean:.1f}{spread}% over {s.n} seed(s){costs}; {self.verdict.describe()}"
 
 
 def paper_status(front: Front, labels: list[str]) -> list[PaperStatus]:
-    """Each paper configuration's statistics and verdict."""
+    """Each paper configuration's statistics, costs and verdict on the study's front."""
     by_label = {s.label: s for s in front.stats if s.label}
-    return [PaperStatus(label, by_label.get(label), front.verdict(by_label[label]) if label in by_label else None)
-            for label in labels]
+    return [PaperStatus(label, by_label.get(label), front.verdict(by_label[label]) if label in by_label else None,
+                        front.selection) for label in labels]

@@ -29,8 +29,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .front import COST_TOLERANCE, DIRECTIONS, OBJECTIVES, Front, GenomeStats, clearly_dominates, margin
+from .front import Front, GenomeStats, clearly_dominates, margin
 from .genome import Genome
+from .objectives import Selection
 from .spaces import SearchSpace
 
 INTERRUPTED = "interrupted"
@@ -92,11 +93,16 @@ def make_sampler(name: str, seed: int, budget: int, constraints: Callable | None
     return SAMPLERS[name](seed, budget, constraints)
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[str, Any]) -> optuna.Study:
-    """Create or load the study; refuse one made for another space, data set, fidelity or seed.
-    The caller sets ``study.sampler``."""
-    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=True)
+def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[str, Any],
+               selection: Selection) -> optuna.Study:
+    """Create or load the study; refuse one made for another space, data set, fidelity, seed or
+    objectives. The caller sets ``study.sampler``."""
+    study = optuna.create_study(storage=storage, study_name=name, directions=selection.directions,
+                                load_if_exists=True)
+    identity = {**identity, "objectives": ",".join(selection.names)}
     stored = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
+    if study.metric_names:  # a study from before the objectives were stored names them here
+        stored.setdefault("objectives", ",".join(study.metric_names))
     for key, value in stored.items():
         if value != identity[key]:
             raise StudyMismatch(
@@ -109,7 +115,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[s
     if study.metric_names is None:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(OBJECTIVES))
+            study.set_metric_names(selection.names)
     return study
 
 
@@ -217,8 +223,8 @@ class Ledger:
     in flight in any driver, and the policy for what to train next (see the module docstring).
     ``refresh`` reads them from the study's trials; a driver calls it under the study's lock."""
 
-    def __init__(self, base_seed: int, repeats: int, tolerance: float = COST_TOLERANCE) -> None:
-        self.base_seed, self.repeats, self.tolerance = base_seed, repeats, tolerance
+    def __init__(self, base_seed: int, repeats: int, selection: Selection) -> None:
+        self.base_seed, self.repeats, self.selection = base_seed, repeats, selection
         self.completed: dict[Key, tuple[int, list[float]]] = {}  # -> (trial number, values)
         self.in_flight: dict[Key, int] = {}  # -> trial number of the training
         self.first_trial: dict[str, int] = {}
@@ -257,14 +263,16 @@ class Ledger:
         stats = []
         for genome, runs in by_genome.items():
             runs.sort()
-            stats.append(GenomeStats(genome, tuple(s for _, s, _ in runs), tuple(v[0] for _, _, v in runs),
-                                     tuple(runs[0][2][1:]), runs[0][0], self.labels.get(genome, "")))
+            scores = tuple(self.selection.split(v)[0] for _, _, v in runs)
+            costs = self.selection.split(runs[0][2])[1]
+            stats.append(GenomeStats(genome, tuple(s for _, s, _ in runs), scores, costs, runs[0][0],
+                                     self.labels.get(genome, "")))
         return sorted(stats, key=lambda s: s.trial)
 
     @property
     def front(self) -> Front:
         if self._front is None:
-            self._front = Front.of(self.stats(), self.tolerance)
+            self._front = Front.of(self.stats(), self.selection)
         return self._front
 
     def seeds_claimed(self, genome: str) -> set[int]:
@@ -303,7 +311,7 @@ class Ledger:
         outside = [s for s in front.stats if not front.contains(s) and len(self.seeds_claimed(s.genome)) < self.repeats]
 
         def excess(stats: GenomeStats) -> float:
-            dominators = [a for a in front.stats if clearly_dominates(a, stats, sigma, front.tolerance)]
+            dominators = [a for a in front.stats if clearly_dominates(a, stats, sigma, front.selection)]
             return min((d - e for d, e in (margin(a, stats, sigma) for a in dominators)), default=0.0)
 
         return min(outside, key=lambda s: (excess(s), s.trial), default=None)

@@ -8,7 +8,7 @@ top-1 is measured on the validation split held out from the training images, exc
 test figures (``--final`` of the search: retrained on train+val, evaluated on the test split).
 
 Writes ``report.html`` (Plotly, with plotly.js embedded so it opens offline): the seed noise σ,
-mean top-1 against MACs and against params with 95% confidence intervals of the mean, the front
+mean top-1 against each cost (MACs, params, ...) with 95% confidence intervals of the mean, the front
 highlighted, every paper configuration marked and labelled as the paper writes it, the vanilla
 backbone marked, the hypervolume history on genome means, the front, the picks, the paper
 configurations' verdicts and, when present, the final test figures; ``trials.csv`` (every
@@ -16,11 +16,14 @@ training), ``genomes.csv`` (every genome: mean, std, CI, seeds, costs, verdict, 
 and ``pareto.csv`` (the front, same columns). Prints a summary: σ, front size, hypervolume,
 the knee, where each paper configuration sits, the test figures.
 
-Hypervolume is computed on normalised objectives, all minimised: 1 - top1/100, MACs / MACs_ref,
-params / params_ref, with the reference point (1, 1, 1), i.e. top-1 0%, and MACs and params
-1.25 x those of the vanilla backbone (at its widest width in the space and the study's class
-count). It is the share of that box the genomes' mean points dominate: comparable between
-studies of a space.
+Every figure, column and sentence follows the study's objectives (``objectives.Selection``):
+one figure of mean top-1 per cost (MACs, params, latency, ...), one column per objective.
+
+Hypervolume is computed on normalised objectives, all minimised, in as many dimensions as the
+study has objectives: 1 - top1/100, and each cost divided by its reference, 1.25 x the cost of
+the vanilla backbone (at its widest width in the space and the study's class count), so the
+reference point is all ones. It is the share of that box the genomes' mean points dominate:
+comparable between studies of a space with the same objectives.
 """
 
 from __future__ import annotations
@@ -31,75 +34,59 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
 
 from .front import Front, GenomeStats, SeedNoise, genome_stats, genomes_table, paper_status, trial_seed
+from .hypervolume import hypervolume
+from .objectives import REFERENCE_FACTOR, Context, Objective, Selection, parse_limit
 
-REFERENCE_FACTOR = 1.25
-RULES = ("knee", "max-top1", "max-top1 macs<=X", "max-top1 params<=X")
-_CONSTRAINED = re.compile(
-    r"^max-top1\s+(?:under\s+)?(?P<objective>macs|params)\s*<=\s*(?P<limit>[0-9.]+(?:e[0-9]+)?)\s*(?P<unit>[KMG]?)$",
-    re.IGNORECASE,
-)
+RULES = ("knee", "max-top1", "max-top1 NAME<=X (e.g. macs<=250M, params<=2.5M, latency<=4ms)")
+_CONSTRAINED = re.compile(r"^max-(?P<metric>[a-z0-9_]+)(?:\s+(?:under\s+)?(?P<objective>[a-z0-9_]+)\s*<=\s*(?P<limit>.+))?$",
+                          re.IGNORECASE)
 
 
 # -- hypervolume ------------------------------------------------------------------------------
 
 
-def hypervolume(points: list[tuple[float, float, float]], reference: tuple[float, float, float] = (1, 1, 1)) -> float:
-    """Exact hypervolume of minimisation points in 3-D against ``reference`` (slicing along
-    the third objective, a 2-D staircase per slice)."""
-    inside = sorted({p for p in points if all(x < r for x, r in zip(p, reference))}, key=lambda p: p[2])
-    volume = 0.0
-    for i, (_, _, z) in enumerate(inside):
-        next_z = inside[i + 1][2] if i + 1 < len(inside) else reference[2]
-        if next_z > z:
-            volume += _area([(p[0], p[1]) for p in inside[: i + 1]], reference[:2]) * (next_z - z)
-    return volume
-
-
-def _area(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
-    area, best_y = 0.0, reference[1]
-    for x, y in sorted(points):
-        if y < best_y:
-            area += (reference[0] - x) * (best_y - y)
-            best_y = y
-    return area
-
-
 @dataclass(frozen=True)
 class Reference:
-    macs: float
-    params: float
+    """The study's objectives and the point their hypervolume is measured against."""
 
-    def normalise(self, values: list[float]) -> tuple[float, float, float]:
-        top1, macs, params = values
-        return (1 - top1 / 100, macs / self.macs, params / self.params)
+    selection: Selection
+    point: dict[str, float]  # objective name -> its reference value
+
+    def normalise(self, values: list[float]) -> tuple[float, ...]:
+        """Minimisation coordinates in [0, 1) for points inside the reference box."""
+        return self.selection.normalise(values, self.point)
 
     def describe(self) -> str:
-        return (f"reference point: top-1 0%, {self.macs / 1e6:.2f}M MACs, {self.params / 1e6:.3f}M params "
-                f"({REFERENCE_FACTOR} x the vanilla backbone)")
+        return ("reference point: " + ", ".join(o.show(self.point[o.name]) for o in self.selection.objectives)
+                + f"; the costs {REFERENCE_FACTOR} x the vanilla backbone's")
 
 
 def reference_for(study: optuna.Study) -> Reference:
-    from . import Genome, count_cost
+    """The reference stored with the study's objectives; for a study from before they were
+    stored, the registry's values of its vanilla backbone."""
+    selection = Selection.of_study(study)
+    specs = study.user_attrs.get("objective_specs")
+    if specs:
+        return Reference(selection, {spec["name"]: spec["reference"] for spec in specs})
     from .spaces import load_space
 
     try:
         space = load_space(study.user_attrs["space"])
     except (KeyError, ValueError):  # a custom space file that is not at hand: its backbone at width 1
-        space = None
-    backbone = space.backbone if space else study.user_attrs.get("backbone", "mv2")
-    width = max(space.width_mults) if space else 1.0
-    cost = count_cost(Genome(backbone, width_mult=width), num_classes=int(study.user_attrs.get("num_classes", 1000)))
-    return Reference(REFERENCE_FACTOR * cost.macs, REFERENCE_FACTOR * cost.params)
+        space = SimpleNamespace(backbone=study.user_attrs.get("backbone", "mv2"), width_mults=(1.0,))
+    context = Context(space, int(study.user_attrs.get("num_classes", 1000)))
+    return Reference(selection, selection.reference_point(context))
 
 
 def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     """Pareto dominance of minimisation points: ``a`` differs from ``b`` and is nowhere worse."""
-    return a != b and a[0] <= b[0] and a[1] <= b[1] and a[2] <= b[2]
+    return a != b and all(x <= y for x, y in zip(a, b))
 
 
 def _nondominated(points: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
@@ -121,18 +108,20 @@ def hypervolume_history(trials: list[optuna.trial.FrozenTrial], reference: Refer
     points: dict[str, tuple[float, ...]] = {}
     front: dict[str, tuple[float, ...]] = {}
     history, volume = [], 0.0
+    selection, ones = reference.selection, (1.0,) * len(reference.selection.objectives)
     for trial in sorted(trials, key=lambda t: t.number):
         genome = trial.user_attrs.get("genome")
         if trial.state == optuna.trial.TrialState.COMPLETE and genome is not None:
             by_genome.setdefault(genome, []).append(trial)
             old = points.get(genome)
-            point = points[genome] = reference.normalise(genome_stats(by_genome[genome])[0].values)
-            if genome in front and point[0] > old[0]:
+            stats = genome_stats(by_genome[genome], selection)[0]
+            point = points[genome] = reference.normalise(selection.values(stats.mean, stats.costs))
+            if genome in front and any(p > o for p, o in zip(point, old)):
                 front = _nondominated(points)
             elif genome in front or not any(_dominates(f, point) for f in front.values()):
                 front = {g: f for g, f in front.items() if g != genome and not _dominates(point, f)}
                 front[genome] = point
-            volume = hypervolume(list(front.values()))
+            volume = hypervolume(front.values(), ones)
         history.append((trial.number, volume))
     return history
 
@@ -140,62 +129,69 @@ def hypervolume_history(trials: list[optuna.trial.FrozenTrial], reference: Refer
 # -- choosing from the front ------------------------------------------------------------------
 
 
-def knee(members: list[GenomeStats]) -> GenomeStats:
-    """The front genome closest to the ideal point, mean top-1 and costs each scaled to [0, 1] over the front."""
-    columns = list(zip(*[s.values for s in members]))
+def knee(front: Front) -> GenomeStats:
+    """The front genome closest to the ideal point, every objective scaled to [0, 1] over the front."""
+    objectives = front.selection.objectives
+    columns = list(zip(*[front.values(s) for s in front.members]))
     lows, highs = [min(c) for c in columns], [max(c) for c in columns]
 
     def distance(stats: GenomeStats) -> float:
-        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(stats.values, lows, highs)]
-        shortfall = [1 - scaled[0], scaled[1], scaled[2]]  # 0 is ideal: top-1 high, costs low
+        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(front.values(stats), lows, highs)]
+        shortfall = [1 - x if o.direction == "maximize" else x for o, x in zip(objectives, scaled)]  # 0 is ideal
         return math.sqrt(sum(x * x for x in shortfall))
 
-    return min(members, key=lambda s: (distance(s), s.trial))
+    return min(front.members, key=lambda s: (distance(s), s.trial))
 
 
 def pick(study: optuna.Study, rule: str) -> GenomeStats:
     """A genome of the study's front beyond seed noise by ``rule``, on mean top-1: ``knee``,
-    ``max-top1``, or ``max-top1 macs<=X`` / ``max-top1 params<=X`` (X like 250e6 or 250M).
+    ``max-top1``, or ``max-top1 NAME<=X`` on one of the study's costs (X like 250e6, 250M, 4ms).
     ValueError if nothing qualifies."""
-    members = Front.of_study(study).members
-    if not members:
+    front = Front.of_study(study)
+    if not front.members:
         raise ValueError(f"study {study.study_name!r} has no complete trial to pick from")
     rule = rule.strip()
     if rule == "knee":
-        return knee(members)
-    if rule == "max-top1":
-        return members[0]  # best mean first; the best mean is never clearly dominated
+        return knee(front)
     match = _CONSTRAINED.match(rule)
-    if not match:
+    if not match or match["metric"].lower() != front.selection.trained.name:
         raise ValueError(f"unknown rule {rule!r}; use one of: {', '.join(RULES)}")
-    limit = float(match["limit"]) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[match["unit"].upper()]
-    objective = match["objective"].lower()
-    feasible = [s for s in members if s.costs[0 if objective == "macs" else 1] <= limit]
+    if match["objective"] is None:
+        return front.members[0]  # best mean first; the best mean is never clearly dominated
+    costs = {o.name: i for i, o in enumerate(front.selection.computed)}
+    name = match["objective"].lower()
+    if name not in costs:
+        raise ValueError(f"rule {rule!r}: {name} is not an objective of this study ({', '.join(costs)})")
+    objective = front.selection.computed[costs[name]]
+    limit = parse_limit(objective, match["limit"])
+    feasible = [s for s in front.members if s.costs[costs[name]] <= limit]
     if not feasible:
-        raise ValueError(f"no front genome has {objective} <= {limit:g}")
+        raise ValueError(f"no front genome has {name} <= {limit:g}")
     return feasible[0]
 
 
 # -- the report ---------------------------------------------------------------------------------
 
-TRIAL_COLUMNS = ["trial", "state", "genome", "label", "seed", "repeat_of", "reused_from", "top1", "macs", "params",
-                 "seconds", "failure"]
 FINAL_SECTION = "Test split (final retraining on train+val)"
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per training (trial), its own values: the seed-level data behind genomes.csv."""
+    """One row per training (trial), its own values, one column per objective: the seed-level
+    data behind genomes.csv. The computed objectives are there for every trial that got a genome."""
+    names = Selection.of_study(study).names
+    columns = ["trial", "state", "genome", "label", "seed", "repeat_of", "reused_from", *names, "seconds", "failure"]
     rows = []
     for t in study.get_trials(deepcopy=False):
-        values = t.values if t.state == optuna.trial.TrialState.COMPLETE else [None, None, None]
+        complete = t.state == optuna.trial.TrialState.COMPLETE
+        values = dict(zip(names, t.values)) if complete else {n: t.user_attrs.get(n) for n in names}
         rows.append({
             "trial": t.number, "state": t.state.name, "genome": t.user_attrs.get("genome", ""),
             "label": t.user_attrs.get("paper_label", ""), "seed": trial_seed(t), "repeat_of": t.user_attrs.get("repeat_of"),
-            "reused_from": t.user_attrs.get("reused_from"), "top1": values[0], "macs": values[1], "params": values[2],
+            "reused_from": t.user_attrs.get("reused_from"), **values,
             "seconds": t.user_attrs.get("seconds"), "failure": t.user_attrs.get("failure") or t.user_attrs.get("infeasible", ""),
         })
     # Nullable integers, so the trial numbers read 3, not 3.0, beside the empty cells.
-    return pd.DataFrame(rows, columns=TRIAL_COLUMNS).astype({"repeat_of": "Int64", "reused_from": "Int64"})
+    return pd.DataFrame(rows, columns=columns).astype({"repeat_of": "Int64", "reused_from": "Int64"})
 
 
 def final_tests(study: optuna.Study) -> dict[str, dict[str, list[float]]]:
@@ -221,6 +217,7 @@ class ReportSummary:
     hypervolume: float  # of the genomes' mean points
     reference: Reference
     knee: GenomeStats
+    knee_costs: str  # e.g. "268.59M MACs, 2.235M params"
     noise: SeedNoise
     paper_lines: list[str]
     files: list[Path]  # every file the search uploads as a study artifact
@@ -232,8 +229,7 @@ class ReportSummary:
             self.noise.describe(),
             f"front beyond seed noise: {self.front_size} genome{'s' * (self.front_size != 1)}; hypervolume "
             f"{self.hypervolume:.4f} of the mean top-1 ({self.reference.describe()})",
-            f"knee: {_named(k)}: validation top-1 {_spread(k.top1s)}, {k.costs[0] / 1e6:.2f}M MACs, "
-            f"{k.costs[1] / 1e6:.3f}M params (first trial {k.trial})",
+            f"knee: {_named(k)}: validation top-1 {_spread(k.scores)}, {self.knee_costs} (first trial {k.trial})",
         ]
         if self.paper_lines:
             lines += ["the paper's configurations (validation top-1):", *[f"  {line}" for line in self.paper_lines]]
@@ -251,23 +247,29 @@ def _paper_label(label: str) -> str:
     return rest if width == "1.0" and rest else text
 
 
-def _figure(front: Front, verdicts: dict[str, str], cost_index: int, title: str):
+def _costs(front: Front, stats: GenomeStats) -> str:
+    """E.g. "268.59M MACs, 2.235M params"."""
+    return ", ".join(o.show(v) for o, v in zip(front.selection.computed, stats.costs))
+
+
+def _figure(front: Front, verdicts: dict[str, str], objective: Objective, title: str):
     """Mean top-1 of every genome against one cost, with the 95% CI of the mean as error bars."""
     import plotly.graph_objects as go
 
     sigma = front.noise.sigma
     members = {m.genome for m in front.members}
+    index = front.selection.computed.index(objective)
     figure = go.Figure()
 
     def hover(s: GenomeStats) -> str:
-        return (f"{_named(s)}<br>validation top-1 {_spread(s.top1s)} (95% CI ± {s.ci95(sigma):.2f})<br>"
-                f"{s.costs[0] / 1e6:.2f}M MACs, {s.costs[1] / 1e6:.3f}M params<br>{verdicts[s.genome]}")
+        return (f"{_named(s)}<br>validation top-1 {_spread(s.scores)} (95% CI ± {s.ci95(sigma):.2f})<br>"
+                f"{_costs(front, s)}<br>{verdicts[s.genome]}")
 
     def add(stats: list[GenomeStats], **style) -> None:
-        figure.add_scatter(x=[s.costs[cost_index] / 1e6 for s in stats], y=[s.mean for s in stats],
+        figure.add_scatter(x=[s.costs[index] / objective.scale for s in stats], y=[s.mean for s in stats],
                            hovertext=[hover(s) for s in stats], hoverinfo="text", **style)
 
-    # The front is three-dimensional: in each two-objective view its points need not form a
+    # The front has as many dimensions as objectives: in each two-objective view its points need not form a
     # staircase, so they are marked rather than joined. Seed counts above one are written beside
     # the points (mostly front genomes: repeats go to contenders).
     for on_front, name, color, size in ((False, "genomes", "#9aa5b1", 6), (True, "front beyond seed noise", "#d64545", 10)):
@@ -287,7 +289,8 @@ def _figure(front: Front, verdicts: dict[str, str], cost_index: int, title: str)
     figure.update_layout(
         title=f"{title}<br><sub>one point per genome at its mean validation top-1; error bars: 95% CI of the mean over "
               f"seeds; n=seeds where more than one</sub>",
-        xaxis_title="MACs (M)" if cost_index == 0 else "params (M)", yaxis_title="validation top-1 (%), mean over seeds",
+        xaxis_title=f"{objective.label} ({objective.unit.strip() or objective.name})",
+        yaxis_title="validation top-1 (%), mean over seeds",
         template="plotly_white", height=600, legend={"orientation": "h", "y": -0.15})
     return figure
 
@@ -299,7 +302,7 @@ def _final_rows(front: Front, tests: dict[str, dict[str, list[float]]]) -> list[
     for genome, test in tests.items():
         stats = by_genome.get(genome)
         rows.append({"genome": genome, "label": stats.label if stats else "",
-                     "validation top-1": _spread(stats.top1s) if stats else "not in this study",
+                     "validation top-1": _spread(stats.scores) if stats else "not in this study",
                      "test top-1": _spread(test["top1"]), "test top-5": _spread(test["top5"])})
     return rows
 
@@ -335,12 +338,14 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     pareto.to_csv(out_dir / "pareto.csv", index=False)
 
     verdicts = dict(zip(genomes["genome"], genomes["verdict"]))
+    target = study.user_attrs.get("latency_target", "")
+    tolerances = ", ".join(f"{o.label} within {front.selection.tolerance(o):.0%}" for o in front.selection.computed)
     hv_figure = go.Figure(go.Scatter(x=[n for n, _ in history], y=[v for _, v in history], mode="lines",
                                      line={"shape": "hv"}))
     hv_figure.update_layout(title=f"Hypervolume history of the genomes' mean top-1 ({reference.describe()})",
                             xaxis_title="trial", yaxis_title="hypervolume (share of the reference box)",
                             template="plotly_white", height=420)
-    chosen = knee(front.members)
+    chosen = knee(front)
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     final_rows = _final_rows(front, tests)
     final_lines = [r["genome"] + (f" ({r['label']})" if r["label"] else "")
@@ -354,15 +359,15 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
         f"<p>{len(trials)} trials ({complete} complete) over {len(front.stats)} genomes; front beyond seed noise: "
         f"{len(front.members)}; hypervolume of the mean top-1 {history[-1][1]:.4f}. "
         f"Knee: <code>{_named(chosen)}</code>.</p>",
-        _figure(front, verdicts, 0, "top-1 vs MACs at 224 px").to_html(full_html=False, include_plotlyjs=True),
-        _figure(front, verdicts, 1, "top-1 vs params").to_html(full_html=False, include_plotlyjs=False),
+        *(_figure(front, verdicts, o, f"top-1 vs {o.label}" + (f" on {target}" if o.name == "latency" else ""))
+          .to_html(full_html=False, include_plotlyjs=i == 0) for i, o in enumerate(front.selection.computed)),
         hv_figure.to_html(full_html=False, include_plotlyjs=False),
-        "<h2>Pareto front beyond seed noise</h2><p>Every genome that no genome clearly dominates: at no higher cost "
-        f"(within {front.tolerance:.0%}) and a mean top-1 higher by more than the 95% margin. All genomes: "
+        "<h2>Pareto front beyond seed noise</h2><p>Every genome that no genome clearly dominates: at no worse cost "
+        f"({tolerances}) and a mean top-1 higher by more than the 95% margin. All genomes: "
         "<code>genomes.csv</code>.</p>",
         pareto.to_html(**table),
         "<h2>Picks</h2><p>What <code>python -m ulsam_nas.export --trial RULE</code> takes:</p><ul>"
-        + "".join(f"<li><code>{rule}</code>: <code>{_named(s)}</code>, validation top-1 {_spread(s.top1s)}</li>"
+        + "".join(f"<li><code>{rule}</code>: <code>{_named(s)}</code>, validation top-1 {_spread(s.scores)}</li>"
                   for rule, s in (("knee", chosen), ("max-top1", front.members[0]))) + "</ul>",
         "<h2>The paper's configurations</h2><ul>" + "".join(f"<li>{s.describe()}</li>" for s in statuses) + "</ul>",
     ]
@@ -375,7 +380,7 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
             "td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>" + "\n".join(parts) + "</body></html>")
     (out_dir / "report.html").write_text(html, encoding="utf-8")
     files = [out_dir / name for name in ("report.html", "trials.csv", "genomes.csv", "pareto.csv")]
-    return ReportSummary(len(front.members), history[-1][1], reference, chosen, front.noise,
+    return ReportSummary(len(front.members), history[-1][1], reference, chosen, _costs(front, chosen), front.noise,
                          [s.describe() for s in statuses], files, final_lines)
 
 

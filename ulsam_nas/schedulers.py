@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .front import DIRECTIONS, OBJECTIVES
+from .objectives import Selection
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -80,7 +80,8 @@ def ranking(points: Sequence[Sequence[float]]) -> list[tuple[int, float]]:
 
 
 class MultiObjectiveSuccessiveHalving(FIFOScheduler):
-    """Asynchronous successive halving on (top-1, MACs, params), maximising top-1 and minimising the costs.
+    """Asynchronous successive halving on the study's objectives (e.g. top-1, MACs, params), each
+    in its direction; every result carries the computed objectives beside the training metric.
 
     Rungs sit at ``grace_period * eta**k`` iterations below ``max_t``. A trial reaching a rung
     records its objective vector there and is judged at once against what the rung holds so far
@@ -89,14 +90,16 @@ class MultiObjectiveSuccessiveHalving(FIFOScheduler):
     As in ASHA, only a trial strictly behind the cut-off stops: one tied with it goes on.
 
     ``stopped`` maps every stopped Tune trial id to its rung (``stopped_at_rung``), its front
-    index there (``stopped_rank``) and its top-1 there (``top1_at_rung``): the user attributes
+    index there (``stopped_rank``) and its metric there (e.g. ``top1_at_rung``): the user attributes
     that record in the study why it was pruned.
     """
 
-    def __init__(self, max_t: int, grace_period: int = 1, eta: int = 2, time_attr: str = "training_iteration") -> None:
+    def __init__(self, selection: Selection, max_t: int, grace_period: int = 1, eta: int = 2,
+                 time_attr: str = "training_iteration") -> None:
         if grace_period < 1 or eta < 2:
             raise ValueError(f"need grace_period >= 1 and eta >= 2, got {grace_period} and {eta}")
         super().__init__()
+        self.selection = selection
         self.time_attr, self.eta = time_attr, eta
         self.rungs: list[int] = []
         while grace_period * eta ** len(self.rungs) < max_t:
@@ -111,17 +114,18 @@ class MultiObjectiveSuccessiveHalving(FIFOScheduler):
         reached = [rung for rung in self.rungs if rung <= result.get(self.time_attr, 0)]
         if not reached or trial.trial_id in self.recorded[reached[-1]] or "failure" in result:
             return TrialScheduler.CONTINUE  # a failure report is no measurement (the trial ends anyway)
-        values = [result.get(name) for name in OBJECTIVES]
+        values = [result.get(name) for name in self.selection.names]
         if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):  # numpy scalars too
             return TrialScheduler.CONTINUE  # nothing to rank (a NaN top-1 fails the trial at its end)
         rung, recorded = reached[-1], self.recorded[reached[-1]]
-        recorded[trial.trial_id] = tuple(v if d == "minimize" else -v for v, d in zip(values, DIRECTIONS))
+        recorded[trial.trial_id] = tuple(v if d == "minimize" else -v for v, d in zip(values, self.selection.directions))
         keys = ranking(list(recorded.values()))
         mine = keys[-1]  # dicts keep insertion order: the trial was recorded last
         if sum(key < mine for key in keys) < math.ceil(len(keys) / self.eta):
             return TrialScheduler.CONTINUE
+        metric = self.selection.trained.metric
         self.stopped[trial.trial_id] = {"stopped_at_rung": rung, "stopped_rank": mine[0],
-                                        "top1_at_rung": result[OBJECTIVES[0]]}
+                                        f"{metric}_at_rung": result[metric]}
         return TrialScheduler.STOP
 
     def debug_string(self) -> str:

@@ -1,6 +1,7 @@
-"""python -m ulsam_nas.search: map the accuracy vs MACs/params front of ULSAM placements.
+"""python -m ulsam_nas.search: map the accuracy vs cost front of ULSAM placements.
 
     python -m ulsam_nas.search --space mv2 --budget 200 [--dataset cub200:/data/CUB_200_2011] [--repeats 3]
+        [--objectives top1,latency,params] [--max-latency 4ms]
 
 Ray Tune runs the proxy trainings (GPUs when there are any, an existing cluster with
 --address), Optuna chooses the genomes, and the study lives in an SQLAlchemy storage (an SQLite
@@ -21,11 +22,12 @@ from .cli import ArgumentParser, check_storage, fail, start_ray
 from .data import VAL_FRACTION
 from .front import COST_TOLERANCE
 from .ledger import SAMPLERS
+from .objectives import DEFAULT, REGISTRY, Selection, parse_limit
 
 
 def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m ulsam_nas.search",
-                       description="Map the accuracy vs MACs/params front of ULSAM placements.")
+                       description="Map the accuracy vs cost front of ULSAM placements.")
     p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
     p.add_argument("--budget", type=int, default=200, help="finished trials the study holds at the end (default 200)")
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic (default), food101, cub200, dogs, folder")
@@ -55,12 +57,22 @@ def _parser() -> ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs each trial reserves, fractions allowed (default 1 if there are GPUs, else 0)")
     p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: as many as resources allow)")
-    p.add_argument("--max-macs", type=float, default=None, help="only architectures with at most this many MACs")
-    p.add_argument("--max-params", type=float, default=None, help="only architectures with at most this many params")
+    p.add_argument("--objectives", default=DEFAULT,
+                   help=f"comma-separated: one training metric and the costs to trade it against, from "
+                        f"{', '.join(REGISTRY)} (default {DEFAULT})")
+    p.add_argument("--latency-device", choices=("cpu", "cuda"), default="cpu",
+                   help="the target latency is timed on, on this machine (default cpu)")
+    p.add_argument("--latency-threads", type=int, default=1,
+                   help="CPU threads of the latency target (default 1, as on a phone core)")
+    for objective in REGISTRY.values():
+        if not objective.trained:
+            p.add_argument(f"--max-{objective.name}", default=None, metavar="LIMIT",
+                           help=f"only architectures with at most this {objective.label} "
+                                f"(e.g. 250{objective.unit.strip() or ''}), rejected before training")
     p.add_argument("--no-paper-seeds", action="store_true", help="do not train the paper's configurations first")
     p.add_argument("--early-stop", action="store_true",
                    help="stop weak trials early: multi-objective successive halving, each rung ranked by non-dominated "
-                        "sorting of (top-1, MACs, params), so cheap trials on the front go on")
+                        "sorting of the objectives, so cheap trials on the front go on")
     p.add_argument("--early-stop-grace", type=int, default=1,
                    help="with --early-stop: epochs before the first rung (default 1)")
     p.add_argument("--early-stop-eta", type=int, default=2,
@@ -102,10 +114,23 @@ def main(argv: list[str] | None = None) -> int:
             for split in splits:
                 READERS[data.name](data.root, split)  # the layout, before anything starts
         for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial),
-                            ("--concurrency", args.concurrency), ("--max-macs", args.max_macs),
-                            ("--max-params", args.max_params)):
+                            ("--concurrency", args.concurrency)):
             if value is not None and value < (0 if flag == "--gpus-per-trial" else 1e-9):
                 fail(f"{flag} must be positive, got {value}")
+        Selection.parse(args.objectives, args.cost_tolerance)
+        maxima = {}  # --max-NAME
+        for objective in REGISTRY.values():
+            text = getattr(args, f"max_{objective.name}", None)
+            if text is not None:
+                maxima[objective.name] = parse_limit(objective, text)
+                if maxima[objective.name] <= 0:
+                    fail(f"--max-{objective.name} must be positive, got {text}")
+        if args.latency_threads < 1:
+            fail(f"--latency-threads must be at least 1, got {args.latency_threads}")
+        if "latency" in args.objectives.split(",") or "latency" in maxima:
+            from .latency import Target
+
+            Target(args.latency_device, args.latency_threads)  # a cuda target needs a GPU here
     except ValueError as error:
         fail(str(error))
 
@@ -143,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         storage_url=storage_url, study_name=args.study_name or name, study_dir=study_dir, sampler=args.sampler,
         seed=args.seed, repeats=args.repeats, val_fraction=args.val_fraction, cost_tolerance=args.cost_tolerance,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, concurrency=concurrency,
-        max_macs=args.max_macs, max_params=args.max_params, early_stop=args.early_stop,
+        objectives=args.objectives, limits=maxima, latency_device=args.latency_device,
+        latency_threads=args.latency_threads, early_stop=args.early_stop,
         early_stop_grace=args.early_stop_grace, early_stop_eta=args.early_stop_eta, paper_seeds=not args.no_paper_seeds,
     )
     print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget} trainings, "
@@ -181,10 +207,11 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
 
     front = Front.of_study(study)
     print(f"\n{front.noise.describe()}")
-    table = genomes_table(front, members_only=True)[["genome", "label", "top1_mean", "top1_std", "seeds", "macs_M",
-                                                      "params_M"]]
+    trained = front.selection.trained.name
+    table = genomes_table(front, members_only=True).drop(columns=[f"{trained}_ci95", "first_trial", "verdict"])
+    costs = ", ".join(f"{o.column} = {o.label}" for o in front.selection.computed)
     print(f"\nFront of {study.study_name!r} beyond seed noise ({len(table)} genomes; top-1 % on the validation split, "
-          f"mean and std over seeds; MACs and params at 224 px):")
+          f"mean and std over seeds; {costs}, at 224 px):")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
               else "(no complete trial yet)")

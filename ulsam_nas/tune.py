@@ -7,10 +7,11 @@ NaN metric leaves the trial RUNNING, an interrupted search leaves RUNNING trials
 ask/tell on one side and Tune's documented ``Searcher`` interface on the other, every state is
 ours to set:
 
-- COMPLETE only when the trial trained every epoch of its fidelity; values top1 (on the
-  validation split), MACs, params.
+- COMPLETE only when the trial trained every epoch of its fidelity; values the study's
+  objectives (``objectives.Selection``): the training metric (top-1 on the validation split)
+  and the costs computed in the driver before the trial started (MACs, params, latency, ...).
 - PRUNED when a scheduler stopped it early (its last top-1, the rung and the front rank it was
-  stopped at kept as user attributes), or when a ``--max-*`` constraint rejected the genome
+  stopped at kept as user attributes), or when a ``--max-NAME`` limit rejected the genome
   before training (``infeasible``).
 - FAIL when training raised or the metric is not finite, with the reason as ``failure``.
 
@@ -26,7 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from .ledger import (
     rerun_attrs,
     store_noise,
 )
+from .objectives import DEFAULT, REGISTRY, Context, Objective, Selection
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .spaces import SearchSpace
 from .studies import HEARTBEAT_SECONDS, StudyLock, open_storage
@@ -80,20 +82,21 @@ class TrialSettings:
     data: DataSpec
     fidelity: Fidelity
     val_fraction: float
+    metric: str = "top1"  # the training metric the study optimises
 
 
 def run_trial(config: dict, settings: TrialSettings, trainer: Trainer) -> None:
     """The Ray Tune trainable: train one (genome, seed), evaluate on the validation split and
     report after every epoch. A failure is reported as a result (``failure``), so it fails this
-    trial only and its reason is kept. Every result carries the genome's MACs and params: the
-    early-stopping scheduler ranks on all three objectives."""
+    trial only and its reason is kept. Every result carries the genome's computed objectives
+    (``costs``): the early-stopping scheduler ranks on all the study's objectives."""
     import torch
 
     assigned = ray.get_runtime_context().get_assigned_resources()
     torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
     device = "cuda" if ray.get_gpu_ids() else "cpu"  # Ray exposes only the GPUs it assigned
     epochs = settings.fidelity.epochs
-    costs = {"macs": config["macs"], "params": config["params"]}
+    costs = config.get("costs", {})
 
     def report(epoch: int, metrics: dict) -> None:
         tune.report({**metrics, **costs, "complete": epoch == epochs})
@@ -102,19 +105,19 @@ def run_trial(config: dict, settings: TrialSettings, trainer: Trainer) -> None:
         trainer(Genome.from_string(config["genome"]), settings.data, settings.fidelity, seed=config["seed"],
                 report=report, device=device, evaluate_on="val", val_fraction=settings.val_fraction)
     except Exception as error:  # noqa: BLE001 - any failure fails this trial, with its reason
-        tune.report({"failure": f"{type(error).__name__}: {error}", "top1": 0.0, **costs, "complete": False})
+        tune.report({"failure": f"{type(error).__name__}: {error}", settings.metric: 0.0, **costs, "complete": False})
 
 
-def trial_outcome(result: dict | None, error: bool) -> tuple[TrialState, str | None]:
+def trial_outcome(result: dict | None, error: bool, metric: str = "top1") -> tuple[TrialState, str | None]:
     """The state a finished Tune trial gets in the study, and the failure reason."""
     if result is None or error:
         reason = (result or {}).get("failure") or "the trial's worker crashed (see the Ray logs)"
         return TrialState.FAIL, reason
     if result.get("failure"):
         return TrialState.FAIL, result["failure"]
-    top1 = result.get("top1")
-    if top1 is None or not math.isfinite(top1):
-        return TrialState.FAIL, f"top-1 is {top1}"
+    value = result.get(metric)
+    if value is None or not math.isfinite(value):
+        return TrialState.FAIL, f"{metric} is {value}"
     if result.get("complete"):
         return TrialState.COMPLETE, None
     return TrialState.PRUNED, None
@@ -199,13 +202,18 @@ class StudySearcher(OptunaTrialsSearcher):
     """
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, lock: StudyLock,
-                 space: SearchSpace, budget: int, num_classes: int, ledger: Ledger, trial_attrs: dict[str, Any],
-                 max_macs: float | None = None, max_params: float | None = None, paper_seeds: bool = True,
+                 space: SearchSpace, budget: int, context: Context, ledger: Ledger, trial_attrs: dict[str, Any],
+                 limits: dict[str, float] | None = None, paper_seeds: bool = True,
                  scheduler: MultiObjectiveSuccessiveHalving | None = None) -> None:
         super().__init__(study, storage)
         self.lock, self.scheduler = lock, scheduler  # scheduler: where an early-stopped trial's rung is read
-        self.space, self.budget, self.num_classes, self.ledger = space, budget, num_classes, ledger
-        self.trial_attrs, self.max_macs, self.max_params, self.paper_seeds = trial_attrs, max_macs, max_params, paper_seeds
+        self.space, self.budget, self.context, self.ledger = space, budget, context, ledger
+        self.selection: Selection = ledger.selection
+        self.limits = dict(limits or {})  # objective name -> the largest value allowed (--max-NAME)
+        # What the driver computes per genome: the study's costs, and any limited objective.
+        self.computed: list[Objective] = [*self.selection.computed, *(REGISTRY[n] for n in self.limits
+                                                                       if n not in self.selection.names)]
+        self.trial_attrs, self.paper_seeds = trial_attrs, paper_seeds
         self.driver = driver_identity()
         self.labels = space.paper_labels()
         self.paper: list[tuple[Genome, str]] = []
@@ -285,13 +293,13 @@ class StudySearcher(OptunaTrialsSearcher):
             self.running_in_study += 1
             genome = self.space.suggest(trial)
             key = (str(genome), self._seed_of(trial, str(genome)))
-            cost = count_cost(genome, num_classes=self.num_classes)
-            for name, value in {**self.trial_attrs, "genome": key[0], "seed": key[1], "macs": cost.macs,
-                                "params": cost.params, "driver": self.driver}.items():
+            costs = {o.name: float(o.compute(genome, self.context)) for o in self.computed}
+            for name, value in {**self.trial_attrs, "genome": key[0], "seed": key[1], **costs,
+                                "driver": self.driver}.items():
                 trial.set_user_attr(name, value)
             if genome in self.labels and "paper_label" not in trial.user_attrs:
                 trial.set_user_attr("paper_label", self.labels[genome])
-            infeasible = self._infeasible(cost.macs, cost.params)
+            infeasible = self._infeasible(costs)
             if infeasible:
                 self._finish(trial, TrialState.PRUNED, None, infeasible=infeasible)
             elif key in self.ledger.completed:
@@ -309,8 +317,8 @@ class StudySearcher(OptunaTrialsSearcher):
                 self.training[key] = trial_id
                 self.ledger.in_flight[key] = trial.number
                 self.beat(trial)
-                return {"genome": key[0], "seed": key[1], "optuna_trial": trial.number, "macs": cost.macs,
-                        "params": cost.params}
+                return {"genome": key[0], "seed": key[1], "optuna_trial": trial.number,
+                        "costs": {o.name: costs[o.name] for o in self.selection.computed}}
         return None
 
     def _seed_of(self, trial: optuna.Trial, genome: str) -> int:
@@ -324,11 +332,11 @@ class StudySearcher(OptunaTrialsSearcher):
             return ledger.next_seed(genome)
         return ledger.base_seed
 
-    def _infeasible(self, macs: int, params: int) -> str | None:
-        if self.max_macs is not None and macs > self.max_macs:
-            return f"MACs {macs / 1e6:.2f}M > --max-macs {self.max_macs / 1e6:.2f}M"
-        if self.max_params is not None and params > self.max_params:
-            return f"params {params / 1e6:.3f}M > --max-params {self.max_params / 1e6:.3f}M"
+    def _infeasible(self, costs: dict[str, float]) -> str | None:
+        for name, limit in self.limits.items():
+            if costs[name] > limit:
+                objective = REGISTRY[name]
+                return f"{objective.show(costs[name])} > --max-{name} {objective.show(limit)}"
         return None
 
     def _finish(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
@@ -365,18 +373,20 @@ class StudySearcher(OptunaTrialsSearcher):
         key = (trial.user_attrs["genome"], trial.user_attrs["seed"])
         self.training.pop(key, None)
         self.ledger.in_flight.pop(key, None)
-        state, failure = trial_outcome(result, error)
+        metric = self.selection.trained.metric
+        state, failure = trial_outcome(result, error, metric)
         values = None
         if result is not None:
             for name in ("seconds", "images_per_second", "epoch"):
                 if name in result:
                     trial.set_user_attr("epochs" if name == "epoch" else name, result[name])
             if state == TrialState.PRUNED:
-                trial.set_user_attr("top1_when_stopped", result.get("top1"))
+                trial.set_user_attr(f"{metric}_when_stopped", result.get(metric))
                 for name, value in (self.scheduler.stopped.get(trial_id, {}) if self.scheduler else {}).items():
                     trial.set_user_attr(name, value)
         if state == TrialState.COMPLETE:
-            values = [float(result["top1"]), float(trial.user_attrs["macs"]), float(trial.user_attrs["params"])]
+            values = self.selection.values(float(result[metric]),
+                                           [float(trial.user_attrs[o.name]) for o in self.selection.computed])
             self.ledger.record(*key, trial.number, values, trial.params, trial.user_attrs.get("paper_label", ""))
         self._finish(trial, state, values, failure)
         self._release_waiters(key, trial.number, state, values, failure)
@@ -493,7 +503,7 @@ class PlanSearcher(OptunaTrialsSearcher):
                             "params": cost.params, "driver": self.driver}.items():
             trial.set_user_attr(name, value)
         self.live[trial_id] = trial
-        return {"fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs, "params": cost.params}
+        return {"fidelity": fidelity, "genome": genome, "seed": seed}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial, result = self.finished(trial_id, result)
@@ -579,11 +589,13 @@ class SearchConfig:
     repeats: int = 3
     val_fraction: float = VAL_FRACTION
     cost_tolerance: float = COST_TOLERANCE
+    objectives: str = DEFAULT  # --objectives
+    limits: dict[str, float] = field(default_factory=dict)  # --max-NAME: objective name -> largest value allowed
+    latency_device: str = "cpu"
+    latency_threads: int = 1
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     concurrency: int = 1
-    max_macs: float | None = None
-    max_params: float | None = None
     early_stop: bool = False
     early_stop_grace: int = 1  # epochs before the first rung
     early_stop_eta: int = 2  # 1/eta of a rung goes on to the next
@@ -603,22 +615,27 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     # engine is silent there, and ProgressLine is all the user sees.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
+    selection = Selection.parse(config.objectives, config.cost_tolerance)
+    context = Context(config.space, config.num_classes, config.latency_device, config.latency_threads)
+    # Before the study is touched: a latency objective times its table here, once per machine.
+    reference = selection.reference_point(context)
     storage = open_storage(config.storage_url, stale_trial_callback=requeue_stale)
     lock = StudyLock(config.storage_url, config.study_name)
     identity = {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
                 "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
-                "val_fraction": config.val_fraction}
+                "val_fraction": config.val_fraction, **context.study_attrs}
     with lock:
         # A resumed search continues the sampler's stream instead of replaying it (the same seed
         # would propose the genomes it proposed before the interruption again), and drivers
         # that start together on one study get streams of their own.
-        study = open_study(storage, config.study_name, identity)
+        study = open_study(storage, config.study_name, identity, selection)
         starts = int(study.user_attrs.get("driver_starts", 0))
         study.set_user_attr("driver_starts", starts + 1)
         study.sampler = make_sampler(config.sampler, config.seed + len(study.get_trials(deepcopy=False))
                                      + DRIVER_SEED_STRIDE * starts, config.budget, None)
         study.set_user_attr("cost_tolerance", config.cost_tolerance)
         study.set_user_attr("repeats", config.repeats)
+        study.set_user_attr("objective_specs", selection.specs(reference))
         closed = close_interrupted(study, storage)
         finished = finished_count(study)
         paper = pending_paper_configurations(study.get_trials(deepcopy=False), config.space) if config.paper_seeds else []
@@ -633,19 +650,20 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
         lock.close()
         return study
 
-    ledger = Ledger(config.seed, config.repeats, config.cost_tolerance)
+    ledger = Ledger(config.seed, config.repeats, selection)
     trial_attrs = {"fidelity": config.fidelity.name, "dataset": str(config.data)}
-    scheduler = MultiObjectiveSuccessiveHalving(config.fidelity.epochs, config.early_stop_grace,
+    scheduler = MultiObjectiveSuccessiveHalving(selection, config.fidelity.epochs, config.early_stop_grace,
                                                 config.early_stop_eta) if config.early_stop else None
-    searcher = StudySearcher(study, storage, lock, config.space, config.budget, config.num_classes, ledger,
-                             trial_attrs, config.max_macs, config.max_params, config.paper_seeds, scheduler)
+    searcher = StudySearcher(study, storage, lock, config.space, config.budget, context, ledger,
+                             trial_attrs, config.limits, config.paper_seeds, scheduler)
     progress = ProgressLine(searcher, config.budget)
-    settings = TrialSettings(config.data, config.fidelity, config.val_fraction)
+    settings = TrialSettings(config.data, config.fidelity, config.val_fraction, selection.trained.metric)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings, trainer=trainer),
                                     config.resources)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, metric="top1",
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                    metric=selection.trained.metric,
                                     mode="max", max_concurrent_trials=config.concurrency, reuse_actors=True),
         run_config=tune.RunConfig(name=config.study_name, storage_path=str((config.study_dir / "ray").resolve()),
                                   verbose=0, callbacks=[progress], failure_config=tune.FailureConfig(max_failures=0)),

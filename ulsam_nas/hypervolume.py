@@ -1,0 +1,65 @@
+"""Exact hypervolume of a set of minimisation points, in any number of dimensions.
+
+The hypervolume is the measure of the region dominated by the points and bounded by the
+reference point: the union of the boxes ``[p, reference]``. Only points strictly better than the
+reference in every coordinate count. It is computed by slicing (HSO): sweep the points in order
+of their last coordinate, and between two consecutive values multiply the slab's thickness by the
+(d-1)-dimensional hypervolume of the points seen so far, down to a 2-D staircase sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+Point = tuple[float, ...]
+
+
+def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float]) -> float:
+    """The volume dominated by ``points`` (all objectives minimised) and bounded by ``reference``."""
+    bound = tuple(float(r) for r in reference)
+    inside = []
+    for point in points:
+        if len(point) != len(bound):
+            raise ValueError(f"point {tuple(point)} has {len(point)} coordinates, the reference {len(bound)}")
+        if all(x < r for x, r in zip(point, bound)):
+            inside.append(point)
+    if not inside:
+        return 0.0
+    return _volume(inside, bound)
+
+
+def _weakly_dominates(a: Point, b: Point) -> bool:
+    return all(x <= y for x, y in zip(a, b))
+
+
+def _volume(points: list[Point], reference: Point) -> float:
+    """Hypervolume of points that are all strictly inside the reference box (dominated ones allowed)."""
+    if len(reference) == 1:
+        return reference[0] - min(p[0] for p in points)
+    if len(reference) == 2:
+        return _area(points, reference)
+
+    base_reference, top = reference[:-1], reference[-1]
+    by_last = sorted(points, key=lambda p: p[-1])
+    front: list[Point] = []
+    total = 0.0
+    for i, point in enumerate(by_last):
+        projection = point[:-1]
+        if not any(_weakly_dominates(kept, projection) for kept in front):
+            front = [kept for kept in front if not _weakly_dominates(projection, kept)]
+            front.append(projection)
+        next_last = by_last[i + 1][-1] if i + 1 < len(by_last) else top
+        if next_last > point[-1]:
+            total += _volume(front, base_reference) * (next_last - point[-1])
+    return total
+
+
+def _area(points: list[Point], reference: Point) -> float:
+    """2-D staircase: with x ascending, each point lower than all before it adds one rectangle."""
+    area = 0.0
+    lowest_y = reference[1]
+    for x, y in sorted(points):
+        if y < lowest_y:
+            area += (reference[0] - x) * (lowest_y - y)
+            lowest_y = y
+    return area
