@@ -220,28 +220,17 @@ class Selection:
         """Minimisation coordinates for the hypervolume: the ideal value at 0, the reference at 1."""
         return tuple((v - o.ideal) / (reference[o.name] - o.ideal) for o, v in zip(self.objectives, values))
 
-    def reference_point(self, context: Context | None = None, stored: dict[str, float] | None = None) -> dict[str, float]:
+    def reference_point(self, context: Context) -> dict[str, float]:
         """Each objective's hypervolume reference: its own, else REFERENCE_FACTOR x the value of
         the vanilla backbone at the space's widest width."""
         point = {}
         for o in self.objectives:
             if o.reference is not None:
                 point[o.name] = o.reference
-            elif stored and o.name in stored:
-                point[o.name] = stored[o.name]
             else:
                 vanilla = Genome(context.space.backbone, (), max(context.space.width_mults))
                 point[o.name] = REFERENCE_FACTOR * o.compute(vanilla, context)
         return point
-
-
-def computed_values(objectives: list[Objective], genome: Genome, context: Context) -> dict[str, float]:
-    return {o.name: float(o.compute(genome, context)) for o in objectives}
-
-
-def limit_flags() -> list[Objective]:
-    """The objectives a ``--max-NAME`` limit can apply to: every registered computed one."""
-    return [o for o in REGISTRY.values() if not o.trained]
 
 
 def parse_limit(objective: Objective, text: str) -> float:
