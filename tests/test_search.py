@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import ray
+import torch
 from optuna.trial import TrialState
 from ray import cloudpickle
 
@@ -308,6 +309,11 @@ BAD_INPUT = [
     (["--cost-tolerance", "2"], "--cost-tolerance must be in [0, 0.5), got 2.0"),
     (["--address", "127.0.0.1:1"], "no Ray cluster at '127.0.0.1:1'"),
     (["--gpus-per-trial", "1"], "there is no GPU in this Ray cluster"),
+    (["--objectives", "top1,flops"], "unknown objective 'flops'; choose from top1, macs, params, latency"),
+    (["--objectives", "macs,params"], "--objectives needs exactly one training metric (top1)"),
+    (["--max-latency", "fast"], "latency limit 'fast' is not a number"),
+    pytest.param(["--latency-device", "cuda", "--objectives", "top1,latency"], "latency device cuda: there is no CUDA GPU here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ]
 
 
