@@ -396,16 +396,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def latency_on_target(genome: Genome, num_classes: int, study_attrs: dict) -> dict:
-    """The genome's latency on the study's target: predicted from the table and measured end to
-    end here, with the same protocol (``latency.py``)."""
-    from .latency import LatencyTable, Target, measure
+    """The genome's latency on the study's target: predicted from the table, and measured end to
+    end here as ``python -m ulsam_nas.latency --check`` measures (``measured_ms`` at the table's
+    machine speed, ``measured_now_ms`` as the clock read it; see ``latency.py``)."""
+    from .latency import LatencyTable, Target, check
 
     target = Target(**study_attrs["latency_target_key"])
     table = LatencyTable.load(target, genome.backbone)
     if table.fill([genome], num_classes):
         table.save()
+    measured = check(table, [genome], num_classes)
     return {"target": target.describe(), "study_target": study_attrs.get("latency_target", ""),
-            "predicted_ms": table.predict(genome, num_classes), "measured_ms": measure(genome, num_classes, target)}
+            "predicted_ms": measured.predicted[0], "measured_ms": measured.measured[0],
+            "measured_now_ms": measured.measured_now[0]}
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
