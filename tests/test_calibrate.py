@@ -122,3 +122,16 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
     assert written["candidates"][0]["tau_interval"] is not None
     assert "Kendall τ" in result.stdout and ("recommended:" in result.stdout or "no candidate" in result.stdout)
     assert "plotly" in (folder / "calibration.html").read_text()
+
+
+def test_a_oneshot_candidate_is_measured_like_any_proxy(tmp_path):
+    folder = tmp_path / "cal"
+    result = run_cli("--space", "mv2", "--fidelities", "oneshot:smoke:epochs=1", "--reference", "smoke:epochs=1",
+                     "--seeds", "1", "--panel", "random:4", "--study", str(folder), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "oneshot:smoke:epochs=1: training the supernet with seed 0, then scoring 4 genomes" in result.stderr
+    written = json.loads((folder / "calibration.json").read_text())
+    candidate = written["candidates"][0]
+    assert candidate["fidelity"] == "oneshot:smoke:epochs=1" and candidate["genomes"] == 4
+    assert candidate["seconds_per_training"] > 0 and "Kendall τ" in result.stdout
+    assert list(folder.glob("supernet/*-0/supernet.pt"))  # checkpointed: a rerun scores without training again

@@ -21,6 +21,7 @@ import json
 import math
 import statistics
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -186,6 +187,51 @@ def recommend(candidates: list[FidelityFigures], min_tau: float) -> FidelityFigu
 # -- the study --------------------------------------------------------------------------------------
 
 
+ONESHOT = "oneshot:"
+
+
+def candidate_name(name: str, backbone: str) -> str:
+    """A fidelity's canonical name; ``oneshot:FIDELITY`` keeps its prefix."""
+    if name.startswith(ONESHOT):
+        return ONESHOT + parse_fidelity(name.removeprefix(ONESHOT), backbone).name
+    return parse_fidelity(name, backbone).name
+
+
+def score_panel_oneshot(study: optuna.Study, candidate: str, panel: list[Genome], seeds: list[int], space: SearchSpace,
+                        data: DataSpec, num_classes: int, val_fraction: float, study_dir: Path) -> None:
+    """The ``oneshot:FIDELITY`` candidate: per seed, a supernet trained at FIDELITY (in this
+    process, checkpointed under ``study_dir``) scores every panel genome, recorded as a trial
+    like a training's. A genome's ``seconds`` is its share of the supernet training plus its
+    own scoring: what a one-shot search pays per genome of a panel this size."""
+    from .data.cache import cache_key
+    from .oneshot import SUPERNET_EPOCH_FACTOR
+    from .supernet import PathScorer, train_supernet
+
+    fidelity = parse_fidelity(candidate.removeprefix(ONESHOT), space.backbone)
+    done = {(t.user_attrs.get("genome"), t.user_attrs.get("seed"))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("fidelity") == candidate}
+    for seed in seeds:
+        todo = [g for g in panel if (str(g), seed) not in done]
+        if not todo:
+            continue
+        print(f"{candidate}: training the supernet with seed {seed}, then scoring {len(todo)} genomes", file=sys.stderr)
+        started = time.time()
+        supernet = train_supernet(space, data, fidelity, num_classes, seed,
+                                  study_dir / "supernet" / f"{cache_key(candidate)}-{seed}",
+                                  epochs=SUPERNET_EPOCH_FACTOR * fidelity.epochs, val_fraction=val_fraction)
+        share = (time.time() - started) / len(panel)
+        scorer = PathScorer(supernet, data, val_fraction)
+        for genome in todo:
+            tick = time.time()
+            score = scorer(genome)
+            trial = study.ask()
+            for name, value in {"fidelity": candidate, "genome": str(genome), "seed": seed, "dataset": str(data),
+                                "seconds": share + time.time() - tick}.items():
+                trial.set_user_attr(name, value)
+            study.tell(trial, [score])
+
+
 def plan(study: optuna.Study, fidelities: list[str], panel: list[Genome], seeds: list[int]) -> list[tuple[str, str, int]]:
     """(fidelity, genome, seed) trainings the study does not hold as COMPLETE yet, fidelity by
     fidelity in the order given."""
@@ -318,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                        description="Measure how well cheap fidelities rank genomes like a reference training.")
     p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT] (default synthetic)")
-    p.add_argument("--fidelities", required=True, help="comma-separated candidate fidelities, e.g. smoke,smoke:epochs=8")
+    p.add_argument("--fidelities", required=True,
+                   help="comma-separated candidate fidelities, e.g. smoke,smoke:epochs=8; oneshot:FIDELITY scores the panel "
+                        "with a weight-sharing supernet trained at FIDELITY (one per seed)")
     p.add_argument("--reference", required=True, help="the fidelity to rank like, e.g. proxy or smoke:epochs=10")
     p.add_argument("--panel", default="default",
                    help="paper | random:N | FILE of genome strings (default: paper configurations plus random, 16)")
@@ -342,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [f.strip() for f in args.fidelities.split(",") if f.strip()]
         if not names:
             fail("--fidelities names no fidelity")
-        candidates = list(dict.fromkeys(parse_fidelity(name, space.backbone).name for name in names))
+        candidates = list(dict.fromkeys(candidate_name(name, space.backbone) for name in names))
         reference = parse_fidelity(args.reference, space.backbone).name
         candidates = [c for c in candidates if c != reference]
         if not candidates:
@@ -389,8 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     if closed:
         print(f"closed {len(closed)} interrupted training(s) as FAIL; they run again", file=sys.stderr)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    jobs = plan(study, [*candidates, reference], panel, seeds)
-    total = len(candidates + [reference]) * len(panel) * len(seeds)
+    oneshot = [c for c in candidates if c.startswith(ONESHOT)]
+    jobs = plan(study, [*(c for c in candidates if c not in oneshot), reference], panel, seeds)
+    total = (len(candidates) - len(oneshot) + 1) * len(panel) * len(seeds)
     print(f"calibrating {len(candidates)} fidelities against {reference} on {data}: panel of {len(panel)} genomes, "
           f"{len(seeds)} seed(s); {len(jobs)} of {total} trainings to run, {concurrency} at once", file=sys.stderr)
     if jobs:
@@ -402,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted: run the same command again to continue", file=sys.stderr)
             return 130
+    for candidate in oneshot:
+        score_panel_oneshot(study, candidate, panel, seeds, space, data, num_classes, args.val_fraction, study_dir)
     result = analyse(study, candidates, reference, concurrency, args.min_tau)
     files = write_outputs(result, study_dir, f"{space.name} on {data}")
     print("\n".join(summary_lines(result)))

@@ -39,6 +39,7 @@ from types import SimpleNamespace
 import optuna
 import pandas as pd
 
+from .agreement import RankAgreement, agreement_of
 from .front import Front, GenomeStats, SeedNoise, genome_stats, genomes_table, paper_status, trial_seed
 from .hypervolume import hypervolume
 from .objectives import REFERENCE_FACTOR, Context, Objective, Selection, parse_limit
@@ -222,6 +223,7 @@ class ReportSummary:
     paper_lines: list[str]
     files: list[Path]  # every file the search uploads as a study artifact
     final_lines: list[str] = field(default_factory=list)  # test-split figures, when the study has them
+    oneshot_lines: list[str] = field(default_factory=list)  # rank agreement, for a one-shot search
 
     def text(self) -> str:
         k = self.knee
@@ -235,6 +237,7 @@ class ReportSummary:
             lines += ["the paper's configurations (validation top-1):", *[f"  {line}" for line in self.paper_lines]]
         if self.final_lines:
             lines += [f"{FINAL_SECTION}:", *[f"  {line}" for line in self.final_lines]]
+        lines += self.oneshot_lines
         lines.append("wrote " + ", ".join(str(f) for f in self.files))
         return "\n".join(lines)
 
@@ -315,6 +318,15 @@ def _with_tests(table: pd.DataFrame, tests: dict[str, dict[str, list[float]]]) -
                         test_seeds=pd.array([len(v) or None for v in top1], dtype="Int64"))
 
 
+def _oneshot_table(front: Front, agreement: RankAgreement) -> pd.DataFrame:
+    """One-shot score beside the standalone figures, one row per genome trained standalone."""
+    by_genome = front.by_genome()
+    rows = [{"genome": genome, "label": by_genome[genome].label, "one-shot top-1": score,
+             "standalone top-1": _spread(by_genome[genome].scores), "standalone mean": mean}
+            for genome, (score, mean) in agreement.pairs.items() if genome in by_genome]
+    return pd.DataFrame(rows).sort_values("one-shot top-1", ascending=False)
+
+
 def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     """Write report.html, trials.csv, genomes.csv and pareto.csv to ``out_dir``; ValueError
     without a complete trial."""
@@ -371,6 +383,13 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
                   for rule, s in (("knee", chosen), ("max-top1", front.members[0]))) + "</ul>",
         "<h2>The paper's configurations</h2><ul>" + "".join(f"<li>{s.describe()}</li>" for s in statuses) + "</ul>",
     ]
+    agreement = agreement_of(study)
+    if agreement is not None:
+        parts += ["<h2>One-shot scores against standalone training</h2><p>"
+                  + "<br>".join(agreement.lines()) + "</p><p>Every genome trained standalone (the confirmed top of the "
+                  "one-shot ranking and the paper configurations): its one-shot score, validation top-1 of its path in the "
+                  "supernet with inherited weights, beside its standalone mean. The front, the picks and export use the "
+                  "standalone values only.</p>", _oneshot_table(front, agreement).to_html(**table)]
     if tests:
         parts += [f"<h2>{FINAL_SECTION}</h2><p>The chosen genomes retrained on train+val with their seeds and "
                   "evaluated once on the test split, beside their validation figures from the search.</p>",
@@ -381,7 +400,8 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     (out_dir / "report.html").write_text(html, encoding="utf-8")
     files = [out_dir / name for name in ("report.html", "trials.csv", "genomes.csv", "pareto.csv")]
     return ReportSummary(len(front.members), history[-1][1], reference, chosen, _costs(front, chosen), front.noise,
-                         [s.describe() for s in statuses], files, final_lines)
+                         [s.describe() for s in statuses], files, final_lines,
+                         agreement.lines() if agreement is not None else [])
 
 
 def main(argv: list[str] | None = None) -> int:

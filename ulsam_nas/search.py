@@ -70,6 +70,13 @@ def _parser() -> ArgumentParser:
                            help=f"only architectures with at most this {objective.label} "
                                 f"(e.g. 250{objective.unit.strip() or ''}), rejected before training")
     p.add_argument("--no-paper-seeds", action="store_true", help="do not train the paper's configurations first")
+    p.add_argument("--strategy", choices=("standalone", "oneshot"), default="standalone",
+                   help="standalone: every trial trains its genome (default); oneshot: one weight-sharing supernet "
+                        "scores --budget genomes, the top --confirm train standalone")
+    p.add_argument("--confirm", type=int, default=8, metavar="K",
+                   help="with --strategy oneshot: genomes of the one-shot ranking trained standalone (default 8)")
+    p.add_argument("--supernet-epochs", type=int, default=None,
+                   help="with --strategy oneshot: supernet training epochs (default 4x the fidelity's)")
     p.add_argument("--early-stop", action="store_true",
                    help="stop weak trials early: multi-objective successive halving, each rung ranked by non-dominated "
                         "sorting of the objectives, so cheap trials on the front go on")
@@ -103,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         check_val_fraction(args.val_fraction)
         if not 0 <= args.cost_tolerance < 0.5:
             fail(f"--cost-tolerance must be in [0, 0.5), got {args.cost_tolerance}")
+        if args.confirm < 1:
+            fail(f"--confirm must be at least 1, got {args.confirm}")
+        if args.supernet_epochs is not None and args.supernet_epochs < 1:
+            fail(f"--supernet-epochs must be at least 1, got {args.supernet_epochs}")
+        if args.strategy == "oneshot" and args.early_stop:
+            fail("--early-stop applies to standalone trainings; --strategy oneshot trains a supernet instead")
         if args.early_stop_grace < 1:
             fail(f"--early-stop-grace must be at least 1, got {args.early_stop_grace}")
         if args.early_stop_eta < 2:
@@ -178,13 +191,18 @@ def main(argv: list[str] | None = None) -> int:
           f"training images held out for validation", file=sys.stderr)
     write_pointer(study_dir, storage_url, config.study_name, space.name)
     try:
-        study = run_search(config)
+        if args.strategy == "oneshot":
+            from .oneshot import run_oneshot
+
+            study = run_oneshot(config, args.confirm, args.supernet_epochs)
+        else:
+            study = run_search(config)
     except StudyMismatch as error:
         fail(str(error))
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 130
-    if finished_count(study) < args.budget:  # Ctrl-C: Ray Tune stopped the run early
+    if args.strategy == "standalone" and finished_count(study) < args.budget:  # Ctrl-C: Ray Tune stopped early
         print_result(study, space, storage_url, study_dir, args.repeats)
         print("\ninterrupted before the budget: run the same command again to continue", file=sys.stderr)
         return 130
@@ -200,6 +218,7 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     import optuna
     import pandas as pd
 
+    from .agreement import agreement_of
     from .front import Front, genomes_table, paper_status
     from .ledger import finished_count
     from .report import write_report
@@ -215,8 +234,9 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
               else "(no complete trial yet)")
+    agreement = agreement_of(study)
     short = [m for m in front.members if m.n < repeats]
-    if short:
+    if short and agreement is None:  # a one-shot search trains paper configurations with one seed on purpose
         missing = sum(repeats - m.n for m in short)
         print(f"{len(short)} front genome(s) have fewer than {repeats} seeds: the budget ended before their repeats; "
               f"--budget {finished_count(study) + missing} or more would give them {missing} more training(s)")
@@ -226,6 +246,8 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
         print("\nThe paper's configurations:")
         for status in statuses:
             print(f"  {status.describe()}")
+    if agreement is not None:
+        print("\n" + "\n".join(agreement.lines()))
     shown = storage_url
     if storage_url.startswith("sqlite:///"):
         path = Path(storage_url.removeprefix("sqlite:///"))

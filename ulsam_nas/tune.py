@@ -484,12 +484,16 @@ def run_calibration_trial(config: dict, data: DataSpec, backbone: str, val_fract
 
 class PlanSearcher(OptunaTrialsSearcher):
     """Ray Tune's Searcher interface over a fixed list of (fidelity, genome, seed) trainings,
-    each an Optuna trial whose state tells the truth (``tune.trial_outcome``)."""
+    each an Optuna trial whose state tells the truth (``tune.trial_outcome``). Its values are
+    top-1 alone (a calibration study), or with ``objectives`` the study's objective vector,
+    the costs computed here as a search computes them (a one-shot search's confirmations)."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
-                 num_classes: int, attrs: dict) -> None:
+                 num_classes: int, attrs: dict, objectives: tuple[Selection, Context] | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         super().__init__(study, storage)
-        self.jobs, self.num_classes, self.attrs = list(jobs), num_classes, attrs
+        self.jobs, self.num_classes, self.attrs, self.objectives = list(jobs), num_classes, attrs, objectives
+        self.labels = labels or {}  # genome -> paper label
         self.total, self.done, self.failed = len(jobs), 0, 0
         self.driver = driver_identity()
 
@@ -497,10 +501,16 @@ class PlanSearcher(OptunaTrialsSearcher):
         if not self.jobs:
             return Searcher.FINISHED if not self.live else None
         fidelity, genome, seed = self.jobs.pop(0)
-        cost = count_cost(Genome.from_string(genome), num_classes=self.num_classes)
+        if self.objectives is None:
+            cost = count_cost(Genome.from_string(genome), num_classes=self.num_classes)
+            costs = {"macs": cost.macs, "params": cost.params}
+        else:
+            selection, context = self.objectives
+            costs = {o.name: float(o.compute(Genome.from_string(genome), context)) for o in selection.computed}
         trial = self.study.ask()
-        for name, value in {**self.attrs, "fidelity": fidelity, "genome": genome, "seed": seed, "macs": cost.macs,
-                            "params": cost.params, "driver": self.driver}.items():
+        label = {"paper_label": self.labels[genome]} if genome in self.labels else {}
+        for name, value in {**self.attrs, "fidelity": fidelity, "genome": genome, "seed": seed, **costs,
+                            "driver": self.driver, **label}.items():
             trial.set_user_attr(name, value)
         self.live[trial_id] = trial
         return {"fidelity": fidelity, "genome": genome, "seed": seed}
@@ -514,7 +524,12 @@ class PlanSearcher(OptunaTrialsSearcher):
             trial.set_user_attr("seconds", result["seconds"])
         if failure:
             trial.set_user_attr("failure", failure)
-        self.study.tell(trial, [float(result["top1"])] if state == TrialState.COMPLETE else None, state=state)
+        values = None
+        if state == TrialState.COMPLETE:
+            top1 = float(result["top1"])
+            values = [top1] if self.objectives is None else self.objectives[0].values(
+                top1, [float(trial.user_attrs[o.name]) for o in self.objectives[0].computed])
+        self.study.tell(trial, values, state=state)
         self.done += 1
         self.failed += state != TrialState.COMPLETE
 
@@ -529,14 +544,16 @@ class PlanSearcher(OptunaTrialsSearcher):
 def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
                data: DataSpec, space: SearchSpace,
                num_classes: int, val_fraction: float, resources: dict[str, float], concurrency: int, study_dir: Path,
-               trainer: Trainer | None = None) -> None:
+               trainer: Trainer | None = None, objectives: tuple[Selection, Context] | None = None,
+               attrs: dict | None = None, labels: dict[str, str] | None = None, task: str = "calibrate") -> None:
     """Run the (fidelity, genome, seed) trainings as Ray Tune trials. Ray must be initialised."""
     from ray import tune
 
     if trainer is None:
         from .train import train as trainer
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # silent legacy console output (see tune.py)
-    searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data)})
+    searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data), **(attrs or {})}, objectives,
+                            labels)
     started = time.time()
 
     class Progress(tune.Callback):
@@ -548,7 +565,7 @@ def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: 
                 self.last = now
                 searcher.heartbeat()
                 eta = (now - started) / searcher.done * (searcher.total - searcher.done) if searcher.done else None
-                print(f"calibrate: {searcher.done}/{searcher.total} trainings done, {len(searcher.live)} running, "
+                print(f"{task}: {searcher.done}/{searcher.total} trainings done, {len(searcher.live)} running, "
                       f"{searcher.failed} failed; elapsed {now - started:.0f}s, ETA {'?' if eta is None else f'{eta:.0f}s'}",
                       file=sys.stderr, flush=True)
 

@@ -1,0 +1,87 @@
+"""One-shot mode through the real command: supernet, exploration on one-shot scores,
+standalone confirmation, rank agreement, report; and a kill -9 during supernet training."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from ulsam_nas.agreement import RankAgreement
+
+from .conftest import write_space
+
+TINY_LAYERS = """
+16 = { actions = ["keep", "substitute"], groups = [4] }
+17 = { actions = ["keep", "insert"], groups = [4, 8] }
+"""
+FIDELITY = "smoke:train_images=400,test_images=200"
+
+
+def command(space, study_dir, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ulsam_nas.search", "--space", str(space), "--strategy", "oneshot",
+            "--fidelity", FIDELITY, "--study", str(study_dir), "--no-paper-seeds", *extra]
+
+
+def test_rank_agreement_warns_when_tau_may_be_zero():
+    agreeing = RankAgreement.of({f"g{i}": (float(i), float(i) + 0.5 * (i % 2)) for i in range(12)})
+    assert agreeing.tau > 0.8 and not agreeing.includes_zero and len(agreeing.lines()) == 1
+    random_order = RankAgreement.of({f"g{i}": (float(i), float((i * 7) % 5)) for i in range(6)})
+    assert random_order.includes_zero and random_order.lines()[-1].startswith("warning: the τ interval includes 0")
+    assert RankAgreement.of({"a": (1.0, 2.0), "b": (2.0, 1.0)}).lines()[0].startswith("one-shot ranking: not measurable")
+
+
+def test_oneshot_search_scores_confirms_and_reports(tmp_path):
+    space = write_space(tmp_path, TINY_LAYERS)
+    study_dir = tmp_path / "study"
+    result = subprocess.run(command(space, study_dir, "--budget", "10", "--confirm", "4", "--repeats", "1",
+                                    "--supernet-epochs", "2"),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "supernet: epoch 2/2" in result.stderr and "oneshot: 10/10 trials" in result.stderr
+    storage = f"sqlite:///{study_dir / 'study.db'}"
+    oneshot = optuna.load_study(study_name="tiny-synthetic-oneshot", storage=storage)
+    assert sum(t.state.is_finished() for t in oneshot.trials) == 10
+    assert all(t.user_attrs["score_source"] == "oneshot" for t in oneshot.trials)
+    scores = {t.user_attrs["genome"]: t.values[0] for t in oneshot.trials if t.state == TrialState.COMPLETE}
+    assert all(0 <= s <= 100 for s in scores.values())
+
+    study = optuna.load_study(study_name="tiny-synthetic", storage=storage)
+    confirmed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(confirmed) == 4 and all(t.user_attrs["score_source"] == "standalone" for t in confirmed)
+    assert {t.user_attrs["genome"] for t in confirmed} <= set(scores)  # the top of the one-shot ranking
+    stored = study.user_attrs["oneshot"]
+    assert set(stored["pairs"]) == {t.user_attrs["genome"] for t in confirmed}
+    assert "one-shot ranking" in result.stdout and "Front of 'tiny-synthetic'" in result.stdout
+    html = (study_dir / "report" / "report.html").read_text()
+    assert "One-shot scores against standalone training" in html
+    genomes = pd.read_csv(study_dir / "report" / "genomes.csv")
+    assert set(genomes["genome"]) == set(stored["pairs"])  # the front and tables hold confirmed genomes only
+
+    # A larger budget on the same study reuses the supernet and the scores it has.
+    again = subprocess.run(command(space, study_dir, "--budget", "12", "--confirm", "4", "--repeats", "1",
+                                   "--supernet-epochs", "2"), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "supernet: reusing" in again.stderr and "0 of 4 trainings to run" in again.stderr
+
+
+def test_killed_supernet_training_resumes_from_its_last_epoch(tmp_path):
+    space = write_space(tmp_path, TINY_LAYERS)
+    study_dir = tmp_path / "study"
+    args = command(space, study_dir, "--budget", "3", "--confirm", "1", "--repeats", "1", "--supernet-epochs", "3")
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(study_dir.glob("supernet/*/supernet.pt")):
+        time.sleep(0.5)
+    assert list(study_dir.glob("supernet/*/supernet.pt")), "no supernet checkpoint appeared"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    driver.wait()
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "supernet: resuming after epoch 1 of 3" in result.stderr or "supernet: resuming after epoch 2 of 3" in result.stderr
+    assert "supernet: epoch 1/3" not in result.stderr and "supernet: epoch 3/3" in result.stderr

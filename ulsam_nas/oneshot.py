@@ -1,0 +1,235 @@
+"""``--strategy oneshot``: one supernet training scores thousands of placements, the best of them
+are confirmed by standalone training, and the study says how far the one-shot ranking held.
+
+1. **Supernet.** ``supernet.train_supernet`` at the search's fidelity (``--supernet-epochs``,
+   default 4x the fidelity's: every path sees only a share of the steps), as one Ray Tune trial
+   on a GPU when there is one. It checkpoints every epoch into the study folder
+   (``<study>/supernet/<key>/``, keyed by space, data, fidelity, seed and split): a run killed
+   mid-training resumes from its last epoch, and later searches of the study reuse it.
+2. **Exploration.** Optuna's sampler proposes genomes; each is scored by its path's validation
+   top-1 with the inherited weights after BatchNorm re-estimation (``supernet.PathScorer``), in
+   the driver, in a study of its own (``<name>-oneshot``, trials with ``score_source=oneshot``),
+   until it holds ``--budget`` finished trials. Paper configurations are scored first. Costs and
+   ``--max-NAME`` limits are those of a standalone search.
+3. **Confirmation.** The top ``--confirm`` genomes of the one-shot ranking (non-dominated
+   sorting on the one-shot score and the costs, best score first within a front) train
+   standalone with ``--repeats`` seeds, and every paper configuration with one, into the search
+   study itself (``score_source=standalone``). The front, the picks, the report and export read
+   that study: confirmed values only.
+4. **Honesty.** Kendall τ and Spearman ρ between one-shot scores and standalone means over the
+   genomes trained, with bootstrap 90% intervals, are printed and stored on the study
+   (``oneshot``); a τ interval that includes 0 prints a warning (Yu et al. 2020 found
+   weight-sharing rankings close to random).
+
+One driver per study in this mode: the one-shot study's leftover RUNNING trials are closed when
+it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import ray
+from optuna.trial import TrialState
+from ray import tune
+
+from .agreement import RankAgreement
+from .data.cache import cache_key
+from .front import Front
+from .ledger import close_interrupted, make_sampler, open_study
+from .objectives import REGISTRY, Context, Selection
+from .schedulers import nondominated_fronts
+from .studies import StudyLock, open_storage
+from .tune import SearchConfig, train_plan
+
+SUPERNET_EPOCH_FACTOR = 4
+ONESHOT_SUFFIX = "-oneshot"
+PROGRESS_SECONDS = 5.0
+
+
+# -- 1. the supernet, as one Ray Tune trial ---------------------------------------------------------------
+
+
+def supernet_folder(config: SearchConfig, epochs: int) -> Path:
+    key = {"space": config.space.name, "data": str(config.data), "fidelity": config.fidelity.name, "epochs": epochs,
+           "seed": config.seed, "val_fraction": config.val_fraction, "num_classes": config.num_classes}
+    return config.study_dir / "supernet" / cache_key(json.dumps(key, sort_keys=True))
+
+
+def supernet_trial(tune_config: dict, config: SearchConfig, epochs: int, folder: str) -> None:
+    """The Ray Tune trainable: train (or resume) the supernet, reporting every epoch."""
+    import torch
+
+    from .supernet import train_supernet
+
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    train_supernet(config.space, config.data, config.fidelity, config.num_classes, config.seed, Path(folder),
+                   epochs=epochs, report=lambda epoch, metrics: tune.report(dict(metrics)), device=device,
+                   val_fraction=config.val_fraction)
+
+
+class SupernetProgress(tune.Callback):
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        print(f"supernet: epoch {result.get('epoch')}/{self.epochs}, loss {result.get('loss', float('nan')):.3f}, "
+              f"{result.get('seconds', 0):.0f}s", file=sys.stderr, flush=True)
+
+
+def train_supernet_on_ray(config: SearchConfig, epochs: int, folder: Path, resources: dict[str, float]) -> None:
+    if (folder / "done").is_file():
+        print(f"supernet: reusing {folder} ({epochs} epochs)", file=sys.stderr)
+        return
+    checkpoint = folder / "supernet.pt"
+    if checkpoint.is_file():
+        import torch
+
+        finished = torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
+        print(f"supernet: resuming after epoch {finished} of {epochs} ({checkpoint})", file=sys.stderr)
+    else:
+        print(f"supernet: training {epochs} epochs at fidelity {config.fidelity.name} into {folder} "
+              f"(a stopped run resumes from its last epoch)", file=sys.stderr)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banner (see tune.run_search)
+    # A fresh trial picks the run up from the checkpoint; Ray's own experiment state is not needed.
+    trainable = tune.with_resources(tune.with_parameters(supernet_trial, config=config, epochs=epochs,
+                                                         folder=str(folder.resolve())), resources)
+    tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
+                       run_config=tune.RunConfig(name="supernet", storage_path=str((config.study_dir / "ray").resolve()),
+                                                 verbose=0, callbacks=[SupernetProgress(epochs)],
+                                                 failure_config=tune.FailureConfig(max_failures=0)))
+    results = tuner.fit()
+    if results.errors:
+        raise RuntimeError(f"supernet training failed: {results.errors[0]}")
+    (folder / "done").write_text("")
+
+
+# -- 2. exploration on one-shot scores ---------------------------------------------------------------------
+
+
+def explore(study: optuna.Study, config: SearchConfig, selection: Selection, context: Context, scorer) -> None:
+    """Score genomes the sampler proposes until the one-shot study holds ``config.budget`` finished trials."""
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:  # one driver per one-shot study: what it left RUNNING was interrupted
+        if trial.state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+    scored = {t.user_attrs["genome"]: t.values for t in trials if t.state == TrialState.COMPLETE}
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    if config.paper_seeds and not trials:
+        for genome, label in config.space.paper_genomes():
+            if config.space.contains(genome):
+                study.enqueue_trial(config.space.params(genome), user_attrs={"paper_label": label})
+    limited = [REGISTRY[name] for name in config.limits if name not in selection.names]
+    started = last = time.time()
+    done_here = 0
+    while finished < config.budget:
+        trial = study.ask()
+        genome = config.space.suggest(trial)
+        costs = {o.name: float(o.compute(genome, context)) for o in (*selection.computed, *limited)}
+        for name, value in {"genome": str(genome), "seed": config.seed, "score_source": "oneshot", **costs}.items():
+            trial.set_user_attr(name, value)
+        over = next((name for name, limit in config.limits.items() if costs[name] > limit), None)
+        if over is not None:
+            objective = REGISTRY[over]
+            trial.set_user_attr("infeasible", f"{objective.show(costs[over])} > --max-{over} "
+                                              f"{objective.show(config.limits[over])}")
+            study.tell(trial, state=TrialState.PRUNED)
+        elif str(genome) in scored:
+            study.tell(trial, scored[str(genome)])
+        else:
+            values = selection.values(scorer(genome), [costs[o.name] for o in selection.computed])
+            scored[str(genome)] = values
+            study.tell(trial, values)
+            done_here += 1
+        finished += 1
+        now = time.time()
+        if now - last >= PROGRESS_SECONDS or finished == config.budget:
+            last = now
+            per = (now - started) / max(done_here, 1)
+            print(f"oneshot: {finished}/{config.budget} trials, {len(scored)} genomes scored "
+                  f"({per:.2f}s per genome), elapsed {now - started:.0f}s", file=sys.stderr, flush=True)
+
+
+def oneshot_ranking(study: optuna.Study, selection: Selection) -> list[tuple[str, float]]:
+    """(genome, one-shot score), best first: by non-dominated sorting of (score, costs), best
+    score first within a front."""
+    best: dict[str, list[float]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        best.setdefault(trial.user_attrs["genome"], trial.values)
+    genomes = list(best)
+    points = [tuple(-v if o.direction == "maximize" else v for o, v in zip(selection.objectives, best[g]))
+              for g in genomes]
+    order = []
+    for front in nondominated_fronts(points):
+        order += sorted((genomes[i] for i in front), key=lambda g: -selection.split(best[g])[0])
+    return [(g, selection.split(best[g])[0]) for g in order]
+
+
+# -- the whole run -------------------------------------------------------------------------------------------
+
+
+def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None = None, trainer=None) -> optuna.Study:
+    """Supernet, exploration, confirmation and rank agreement (module docstring); returns the
+    search study (confirmed trainings). Ray must be initialised by the caller."""
+    from .supernet import PathScorer, train_supernet
+
+    selection = Selection.parse(config.objectives, config.cost_tolerance)
+    context = Context(config.space, config.num_classes, config.latency_device, config.latency_threads)
+    reference = selection.reference_point(context)
+    epochs = supernet_epochs or SUPERNET_EPOCH_FACTOR * config.fidelity.epochs
+    folder = supernet_folder(config, epochs)
+    resources = {"cpu": config.cpus_per_trial * config.concurrency if not config.gpus_per_trial else config.cpus_per_trial,
+                 "gpu": 1.0 if config.gpus_per_trial else 0.0}
+    train_supernet_on_ray(config, epochs, folder, resources)
+    supernet = train_supernet(config.space, config.data, config.fidelity, config.num_classes, config.seed, folder,
+                              epochs=epochs, val_fraction=config.val_fraction)  # finished: loads the checkpoint
+    scorer = PathScorer(supernet, config.data, config.val_fraction)
+
+    storage = open_storage(config.storage_url)
+    identity = {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
+                "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
+                "val_fraction": config.val_fraction, "strategy": "oneshot", **context.study_attrs}
+    oneshot_study = open_study(storage, config.study_name + ONESHOT_SUFFIX, identity, selection)
+    oneshot_study.sampler = make_sampler(config.sampler, config.seed + len(oneshot_study.get_trials(deepcopy=False)),
+                                         config.budget, None)
+    explore(oneshot_study, config, selection, context, scorer)
+
+    ranking = oneshot_ranking(oneshot_study, selection)
+    chosen = [g for g, _ in ranking[:confirm]]
+    labels = {str(g): label for g, label in config.space.paper_genomes() if config.space.contains(g)} \
+        if config.paper_seeds else {}
+    seeds = [config.seed + k for k in range(config.repeats)]
+    jobs = [(config.fidelity.name, g, s) for g in chosen for s in seeds]
+    jobs += [(config.fidelity.name, g, config.seed) for g in labels if g not in chosen]
+    lock = StudyLock(config.storage_url, config.study_name)
+    with lock:
+        study = open_study(storage, config.study_name, identity, selection)
+        study.set_user_attr("cost_tolerance", config.cost_tolerance)
+        study.set_user_attr("repeats", config.repeats)
+        study.set_user_attr("objective_specs", selection.specs(reference))
+        close_interrupted(study, storage)
+    lock.close()
+    done = {(t.user_attrs["genome"], t.user_attrs["seed"])
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    todo = [job for job in jobs if (job[1], job[2]) not in done]
+    print(f"confirm: the top {len(chosen)} of {len(ranking)} one-shot genomes with {len(seeds)} seed(s) each"
+          + (f", and {len(labels)} paper configurations with one" if labels else "")
+          + f": {len(todo)} of {len(jobs)} trainings to run", file=sys.stderr)
+    if todo:
+        train_plan(study, storage, todo, config.data, config.space, config.num_classes, config.val_fraction,
+                   config.resources, config.concurrency, config.study_dir, trainer,
+                   objectives=(selection, context), attrs={"score_source": "standalone"}, labels=labels,
+                   task="confirm")
+
+    scores = dict(ranking)
+    front = Front.of_study(study)
+    agreement = RankAgreement.of({s.genome: (scores[s.genome], s.mean) for s in front.stats if s.genome in scores})
+    study.set_user_attr("oneshot", {"study": oneshot_study.study_name, "budget": config.budget, "confirm": chosen,
+                                    "supernet": str(folder), "supernet_epochs": epochs, **agreement.to_json()})
+    return study
