@@ -24,6 +24,7 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/harness_overhead.py
 	$(PY) benchmarks/early_stopping.py
+	$(PY) benchmarks/oneshot_vs_standalone.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

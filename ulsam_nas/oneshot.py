@@ -120,7 +120,9 @@ def explore(study: optuna.Study, config: SearchConfig, selection: Selection, con
         if trial.state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
     scored = {t.user_attrs["genome"]: t.values for t in trials if t.state == TrialState.COMPLETE}
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    # Scored, rejected by a limit, or failed with a reason; not the interrupted ones closed above.
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) or
+                   (t.state == TrialState.FAIL and "failure" in t.user_attrs) for t in trials)
     if config.paper_seeds and not trials:
         for genome, label in config.space.paper_genomes():
             if config.space.contains(genome):
@@ -143,10 +145,16 @@ def explore(study: optuna.Study, config: SearchConfig, selection: Selection, con
         elif str(genome) in scored:
             study.tell(trial, scored[str(genome)])
         else:
-            values = selection.values(scorer(genome), [costs[o.name] for o in selection.computed])
-            scored[str(genome)] = values
-            study.tell(trial, values)
-            done_here += 1
+            try:
+                score = scorer(genome)
+            except Exception as error:  # noqa: BLE001 - a failure fails this trial only, with its reason
+                trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                values = selection.values(score, [costs[o.name] for o in selection.computed])
+                scored[str(genome)] = values
+                study.tell(trial, values)
+                done_here += 1
         finished += 1
         now = time.time()
         if now - last >= PROGRESS_SECONDS or finished == config.budget:
