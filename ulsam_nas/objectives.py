@@ -211,6 +211,11 @@ class Selection:
         rest = iter(costs)
         return [trained if o.trained else next(rest) for o in self.objectives]
 
+    def costs(self, genome: Genome, context: Context, limits: dict[str, float] | None = None) -> dict[str, float]:
+        """The genome's computed objectives by name, and those its ``--max-NAME`` limits name."""
+        wanted = [*self.computed, *(REGISTRY[n] for n in limits or {} if n not in self.names)]
+        return {o.name: float(o.compute(genome, context)) for o in wanted}
+
     def split(self, values: list[float]) -> tuple[float, tuple[float, ...]]:
         """(trained metric, costs) from a study value vector."""
         trained = next(v for o, v in zip(self.objectives, values) if o.trained)
@@ -247,3 +252,12 @@ def parse_limit(objective: Objective, text: str) -> float:
     if suffix.upper() in multipliers:
         return number * multipliers[suffix.upper()]
     raise ValueError(f"{objective.name} limit {text!r}: unknown unit {suffix!r}")
+
+
+def over_limit(costs: dict[str, float], limits: dict[str, float]) -> str | None:
+    """Why a genome is rejected before training: its first cost above a ``--max-NAME`` limit."""
+    for name, limit in limits.items():
+        if costs[name] > limit:
+            objective = REGISTRY[name]
+            return f"{objective.show(costs[name])} > --max-{name} {objective.show(limit)}"
+    return None

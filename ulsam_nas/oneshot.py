@@ -42,10 +42,10 @@ from .agreement import RankAgreement
 from .data.cache import cache_key
 from .front import Front
 from .ledger import close_interrupted, make_sampler, open_study
-from .objectives import REGISTRY, Context, Selection
+from .objectives import Context, Selection, over_limit
 from .schedulers import nondominated_fronts
 from .studies import StudyLock, open_storage
-from .tune import SearchConfig, train_plan
+from .tune import SearchConfig, open_search_study, search_identity, train_plan
 
 SUPERNET_EPOCH_FACTOR = 4
 ONESHOT_SUFFIX = "-oneshot"
@@ -127,20 +127,17 @@ def explore(study: optuna.Study, config: SearchConfig, selection: Selection, con
         for genome, label in config.space.paper_genomes():
             if config.space.contains(genome):
                 study.enqueue_trial(config.space.params(genome), user_attrs={"paper_label": label})
-    limited = [REGISTRY[name] for name in config.limits if name not in selection.names]
     started = last = time.time()
     done_here = 0
     while finished < config.budget:
         trial = study.ask()
         genome = config.space.suggest(trial)
-        costs = {o.name: float(o.compute(genome, context)) for o in (*selection.computed, *limited)}
+        costs = selection.costs(genome, context, config.limits)
         for name, value in {"genome": str(genome), "seed": config.seed, "score_source": "oneshot", **costs}.items():
             trial.set_user_attr(name, value)
-        over = next((name for name, limit in config.limits.items() if costs[name] > limit), None)
-        if over is not None:
-            objective = REGISTRY[over]
-            trial.set_user_attr("infeasible", f"{objective.show(costs[over])} > --max-{over} "
-                                              f"{objective.show(config.limits[over])}")
+        infeasible = over_limit(costs, config.limits)
+        if infeasible:
+            trial.set_user_attr("infeasible", infeasible)
             study.tell(trial, state=TrialState.PRUNED)
         elif str(genome) in scored:
             study.tell(trial, scored[str(genome)])
@@ -200,10 +197,8 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     scorer = PathScorer(supernet, config.data, config.val_fraction)
 
     storage = open_storage(config.storage_url)
-    identity = {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
-                "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
-                "val_fraction": config.val_fraction, "strategy": "oneshot", **context.study_attrs}
-    oneshot_study = open_study(storage, config.study_name + ONESHOT_SUFFIX, identity, selection)
+    oneshot_study = open_study(storage, config.study_name + ONESHOT_SUFFIX, search_identity(config, context, "oneshot"),
+                               selection)
     oneshot_study.sampler = make_sampler(config.sampler, config.seed + len(oneshot_study.get_trials(deepcopy=False)),
                                          config.budget, None)
     explore(oneshot_study, config, selection, context, scorer)
@@ -217,10 +212,7 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     jobs += [(config.fidelity.name, g, config.seed) for g in labels if g not in chosen]
     lock = StudyLock(config.storage_url, config.study_name)
     with lock:
-        study = open_study(storage, config.study_name, identity, selection)
-        study.set_user_attr("cost_tolerance", config.cost_tolerance)
-        study.set_user_attr("repeats", config.repeats)
-        study.set_user_attr("objective_specs", selection.specs(reference))
+        study = open_search_study(storage, config, selection, context, reference, "oneshot")
         close_interrupted(study, storage)
     lock.close()
     done = {(t.user_attrs["genome"], t.user_attrs["seed"])

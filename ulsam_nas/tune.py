@@ -61,7 +61,7 @@ from .ledger import (
     rerun_attrs,
     store_noise,
 )
-from .objectives import DEFAULT, REGISTRY, Context, Objective, Selection
+from .objectives import DEFAULT, Context, Selection, over_limit
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .spaces import SearchSpace
 from .studies import HEARTBEAT_SECONDS, StudyLock, open_storage
@@ -210,9 +210,6 @@ class StudySearcher(OptunaTrialsSearcher):
         self.space, self.budget, self.context, self.ledger = space, budget, context, ledger
         self.selection: Selection = ledger.selection
         self.limits = dict(limits or {})  # objective name -> the largest value allowed (--max-NAME)
-        # What the driver computes per genome: the study's costs, and any limited objective.
-        self.computed: list[Objective] = [*self.selection.computed, *(REGISTRY[n] for n in self.limits
-                                                                       if n not in self.selection.names)]
         self.trial_attrs, self.paper_seeds = trial_attrs, paper_seeds
         self.driver = driver_identity()
         self.labels = space.paper_labels()
@@ -293,13 +290,13 @@ class StudySearcher(OptunaTrialsSearcher):
             self.running_in_study += 1
             genome = self.space.suggest(trial)
             key = (str(genome), self._seed_of(trial, str(genome)))
-            costs = {o.name: float(o.compute(genome, self.context)) for o in self.computed}
+            costs = self.selection.costs(genome, self.context, self.limits)
             for name, value in {**self.trial_attrs, "genome": key[0], "seed": key[1], **costs,
                                 "driver": self.driver}.items():
                 trial.set_user_attr(name, value)
             if genome in self.labels and "paper_label" not in trial.user_attrs:
                 trial.set_user_attr("paper_label", self.labels[genome])
-            infeasible = self._infeasible(costs)
+            infeasible = over_limit(costs, self.limits)
             if infeasible:
                 self._finish(trial, TrialState.PRUNED, None, infeasible=infeasible)
             elif key in self.ledger.completed:
@@ -331,13 +328,6 @@ class StudySearcher(OptunaTrialsSearcher):
             trial.set_user_attr("repeat_of", ledger.first_trial[genome])
             return ledger.next_seed(genome)
         return ledger.base_seed
-
-    def _infeasible(self, costs: dict[str, float]) -> str | None:
-        for name, limit in self.limits.items():
-            if costs[name] > limit:
-                objective = REGISTRY[name]
-                return f"{objective.show(costs[name])} > --max-{name} {objective.show(limit)}"
-        return None
 
     def _finish(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
                 failure: str | None = None, infeasible: str | None = None) -> None:
@@ -506,7 +496,7 @@ class PlanSearcher(OptunaTrialsSearcher):
             costs = {"macs": cost.macs, "params": cost.params}
         else:
             selection, context = self.objectives
-            costs = {o.name: float(o.compute(Genome.from_string(genome), context)) for o in selection.computed}
+            costs = selection.costs(Genome.from_string(genome), context)
         trial = self.study.ask()
         label = {"paper_label": self.labels[genome]} if genome in self.labels else {}
         for name, value in {**self.attrs, "fidelity": fidelity, "genome": genome, "seed": seed, **costs,
@@ -623,6 +613,24 @@ class SearchConfig:
         return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
 
 
+def search_identity(config: SearchConfig, context: Context, strategy: str) -> dict[str, Any]:
+    """What a study was searched with; resuming it with anything else is refused."""
+    return {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
+            "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
+            "val_fraction": config.val_fraction, "strategy": strategy, **context.study_attrs}
+
+
+def open_search_study(storage: optuna.storages.BaseStorage, config: SearchConfig, selection: Selection, context: Context,
+                      reference: dict[str, float], strategy: str) -> optuna.Study:
+    """Create or load the search study (refusing one made with other settings) and store what
+    its readers need: the objectives with their references, the tolerance, the repeats."""
+    study = open_study(storage, config.study_name, search_identity(config, context, strategy), selection)
+    study.set_user_attr("cost_tolerance", config.cost_tolerance)
+    study.set_user_attr("repeats", config.repeats)
+    study.set_user_attr("objective_specs", selection.specs(reference))
+    return study
+
+
 def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.Study:
     """Run (or resume) the search until the study holds ``config.budget`` finished trials.
     Ray must be initialised (``ray.init``) by the caller."""
@@ -638,21 +646,15 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     reference = selection.reference_point(context)
     storage = open_storage(config.storage_url, stale_trial_callback=requeue_stale)
     lock = StudyLock(config.storage_url, config.study_name)
-    identity = {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
-                "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
-                "val_fraction": config.val_fraction, **context.study_attrs}
     with lock:
         # A resumed search continues the sampler's stream instead of replaying it (the same seed
         # would propose the genomes it proposed before the interruption again), and drivers
         # that start together on one study get streams of their own.
-        study = open_study(storage, config.study_name, identity, selection)
+        study = open_search_study(storage, config, selection, context, reference, "standalone")
         starts = int(study.user_attrs.get("driver_starts", 0))
         study.set_user_attr("driver_starts", starts + 1)
         study.sampler = make_sampler(config.sampler, config.seed + len(study.get_trials(deepcopy=False))
                                      + DRIVER_SEED_STRIDE * starts, config.budget, None)
-        study.set_user_attr("cost_tolerance", config.cost_tolerance)
-        study.set_user_attr("repeats", config.repeats)
-        study.set_user_attr("objective_specs", selection.specs(reference))
         closed = close_interrupted(study, storage)
         finished = finished_count(study)
         paper = pending_paper_configurations(study.get_trials(deepcopy=False), config.space) if config.paper_seeds else []
