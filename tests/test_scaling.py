@@ -157,6 +157,22 @@ def test_a_silent_driver_elsewhere_loses_its_trials_to_the_heartbeat(tmp_path):
     assert [(t.user_attrs["rerun_of"], t.user_attrs["seed"]) for t in queued] == [(silent.number, 3)]
 
 
+def test_a_trial_its_driver_died_before_claiming_is_closed_and_queued_again(tmp_path):
+    """A kill -9 between asking for an enqueued repeat and claiming it leaves a RUNNING trial with
+    no driver and no genome: it would hold a place of the budget for ever. Drivers claim trials
+    under the study lock, so whoever holds the lock and sees one knows its driver is gone."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", requeue_stale)
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize", "minimize"])
+    study.enqueue_trial({"L16": "substitute", "g16": 4}, user_attrs={"seed": 4, "repeat_of": 0})
+    orphan = study.ask()  # ... and the driver is killed here
+    assert close_interrupted(study, storage) == [orphan.number]
+    trials = study.get_trials(deepcopy=False)
+    assert trials[orphan.number].state == TrialState.FAIL and is_interrupted(trials[orphan.number])
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert [(t.user_attrs["seed"], t.user_attrs["repeat_of"], t.system_attrs["fixed_params"]) for t in queued] == [
+        (4, 0, {"L16": "substitute", "g16": 4})]
+
+
 @pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/nas", "postgresql+psycopg://nobody@127.0.0.1:1/nas"])
 def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
     """Without psycopg installed (blocked here at import), one line says what to install."""

@@ -146,12 +146,15 @@ def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage,
     """Close RUNNING trials whose driver is gone as FAIL "interrupted" and (``requeue``) enqueue
     their (genome, seed) again; ``storage`` is the study's. Drivers on this host are checked by
     process, others by Optuna's heartbeat (when the storage has it on, ``requeue_stale``
-    re-enqueues). Returns the closed trial numbers."""
+    re-enqueues). The caller holds the study lock (``studies.StudyLock``), or is its only
+    driver. Returns the closed trial numbers."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     closed = []
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in running:
-        if not driver_is_gone(trial.user_attrs.get("driver", "")):
+        # A trial without a driver was asked for by one that died before claiming it: drivers
+        # claim their trials under the study lock, which the callers of this function hold.
+        if "driver" in trial.user_attrs and not driver_is_gone(trial.user_attrs["driver"]):
             continue
         # Optuna's Study has no public way to set a user attribute on a trial another process
         # asked for; the storage's public API does. Pinned by the kill -9 resume test.
@@ -161,8 +164,8 @@ def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage,
             study.tell(trial.number, state=TrialState.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # it finished meanwhile
-        if requeue:
-            study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
+        if requeue:  # an enqueued trial never suggested holds its parameters as fixed_params
+            study.enqueue_trial(trial.params or trial.system_attrs.get("fixed_params", {}), user_attrs=rerun_attrs(trial))
         closed.append(trial.number)
     with warnings.catch_warnings():  # "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
