@@ -14,7 +14,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 test: $(INSTALLED)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 demo: $(INSTALLED)
 	$(PY) -m ulsam_nas.search --space mv2 --budget 200
@@ -24,6 +24,7 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/harness_overhead.py
 	$(PY) benchmarks/early_stopping.py
+	$(PY) benchmarks/oneshot_scoring.py
 	$(PY) benchmarks/oneshot_vs_standalone.py
 
 clean:

@@ -12,6 +12,7 @@ from ulsam_nas.genome import INSERT, Placement
 from ulsam_nas.spaces import SearchSpace, load_space
 from ulsam_nas.studies import write_pointer
 
+from .commands import wait_until
 from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
 
 
@@ -63,20 +64,22 @@ def trial_states(database: Path) -> list[str]:
         return []
 
 
-def kill_once_running(driver, database: Path, timeout: float = 240) -> list[str]:
+def kill_once_running(driver, database: Path) -> list[str]:
     """SIGKILL ``driver`` once its study has a finished trial and a running one (or it exited);
     returns the trial states seen last."""
     import signal
-    import time
 
-    deadline, states = time.time() + timeout, []
-    while time.time() < deadline:
-        time.sleep(1)
-        states = trial_states(database)
-        if "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None:
-            break
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    states: list[str] = []
+
+    def mid_run() -> bool:
+        states[:] = trial_states(database)
+        return "COMPLETE" in states and "RUNNING" in states or driver.poll() is not None
+
+    try:
+        wait_until(mid_run, f"a finished and a running trial in {database}", every_s=1.0)
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
     return states
 
 

@@ -30,6 +30,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from .commands import wait_until
+
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "postgres"
 
 
@@ -112,18 +114,17 @@ def ray_cluster():
         head = subprocess.Popen([ray, "start", "--head", "--block", f"--port={port}", f"--temp-dir={root / 't'}",
                                  "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    def listening() -> bool:
+        if head.poll() is not None:
+            pytest.fail(f"ray start --head exited with {head.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.time() + 60
-        while True:
-            if head.poll() is not None:
-                pytest.fail(f"ray start --head exited with {head.returncode}: {log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail("ray start --head: its port never opened")
-                time.sleep(0.1)
+        wait_until(listening, f"ray start --head opening port {port}", every_s=0.1)
         yield f"127.0.0.1:{port}", home, log
     finally:
         head.terminate()  # `ray start --block` stops what it started

@@ -3,9 +3,7 @@ command (real smoke training on the built-in data) killed with SIGKILL and resum
 
 import json
 import math
-import os
 import subprocess
-import sys
 
 import optuna
 import pytest
@@ -24,6 +22,7 @@ from ulsam_nas.calibrate import (
 )
 from ulsam_nas.spaces import load_space
 
+from .commands import run_module, start_module
 from .conftest import kill_once_running
 
 
@@ -77,10 +76,8 @@ def test_panels():
         make_panel(space, "random:2", 0)
 
 
-def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "ulsam_nas.calibrate", *args], capture_output=True, text=True,
-                          env=env, **kwargs)
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return run_module("ulsam_nas.calibrate", *args)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -90,7 +87,7 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     (["--fidelities", "smoke", "--reference", "proxy", "--seeds", "0"], "--seeds must be at least 1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
-    result = run_cli(*args, "--study", str(tmp_path / "cal"), timeout=120)
+    result = run_cli(*args, "--study", str(tmp_path / "cal"))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "cal").exists()
 
@@ -99,15 +96,14 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
     folder = tmp_path / "cal"
     args = ["--space", "mv2", "--fidelities", "smoke:epochs=1", "--reference", "smoke", "--seeds", "1",
             "--panel", "random:3", "--study", str(folder)]
-    driver = subprocess.Popen([sys.executable, "-m", "ulsam_nas.calibrate", *args], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    driver = start_module("ulsam_nas.calibrate", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{folder / 'calibration.db'}"
     states = kill_once_running(driver, folder / "calibration.db")
     assert "COMPLETE" in states, states
     before = optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage)
     finished = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
 
-    result = run_cli(*args, timeout=400)
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     after = optuna.load_study(study_name="calibrate-mv2-synthetic", storage=storage)
     for number, values in finished.items():
@@ -127,7 +123,7 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
 def test_a_oneshot_candidate_is_measured_like_any_proxy(tmp_path):
     folder = tmp_path / "cal"
     result = run_cli("--space", "mv2", "--fidelities", "oneshot:smoke:epochs=1", "--reference", "smoke:epochs=1",
-                     "--seeds", "1", "--panel", "random:4", "--study", str(folder), timeout=600)
+                     "--seeds", "1", "--panel", "random:4", "--study", str(folder))
     assert result.returncode == 0, result.stderr
     assert "oneshot:smoke:epochs=1: training the supernet with seed 0, then scoring 4 genomes" in result.stderr
     written = json.loads((folder / "calibration.json").read_text())

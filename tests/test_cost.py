@@ -1,7 +1,6 @@
 import json
 import random
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ulsam_nas import Genome, build_model, count_cost
 from ulsam_nas.cost.paper import paper_rows
 
+from .commands import run_module
 from .conftest import random_genome
 
 
@@ -58,7 +58,7 @@ def test_every_paper_configuration_is_within_rounding(spaces):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ulsam_nas.cost", *args], capture_output=True, text=True)
+    return run_module("ulsam_nas.cost", *args)
 
 
 def test_cli_json():

@@ -1,7 +1,6 @@
 import logging
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +13,7 @@ from ulsam_nas.data.loader import BatchLoader
 from ulsam_nas.train import main as train_main
 
 from . import layouts
+from .commands import run_program
 
 
 @pytest.mark.parametrize("name", sorted(layouts.BUILDERS))
@@ -106,7 +106,7 @@ def test_a_build_killed_with_sigkill_is_rebuilt(tmp_path):
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "cached('killed', 'train', 8, 'k2', build)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    result = run_program([sys.executable, "-c", script], capture_output=True)
     assert result.returncode == -9
     assert not (cache_root() / "killed-train-8px-k2").exists()
     data = cached("killed", "train", 8, "k2", lambda: (np.ones((1, 3, 8, 8), np.uint8), [0], ("a",), 0))

@@ -9,6 +9,7 @@ from ulsam_nas import Genome, build_model
 from ulsam_nas.fidelity import SMOKE
 from ulsam_nas.train import build_proxy, save_weights
 
+from .commands import run_module, run_program
 from .conftest import random_genome
 
 CLEAN_LOAD = r'''
@@ -38,12 +39,12 @@ print(json.dumps({"params": sum(p.numel() for p in net.parameters()), "shape": l
 
 
 def export_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ulsam_nas.export", *args], capture_output=True, text=True, timeout=300)
+    return run_module("ulsam_nas.export", *args)
 
 
 def load_clean(out, size: int, weights: bool) -> dict:
-    result = subprocess.run([sys.executable, "-I", "-c", CLEAN_LOAD, str(out), str(size), "1" if weights else "0"],
-                            capture_output=True, text=True, timeout=300)
+    result = run_program([sys.executable, "-I", "-c", CLEAN_LOAD, str(out), str(size), "1" if weights else "0"],
+                         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -56,8 +57,7 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "arch.json", "model.onnx", "model.pt2", "model.py", "model.ts"]
     source = (out / "model.py").read_text()
     assert "from ulsam_nas" not in source and "import ulsam_nas" not in source
-    cost = subprocess.run([sys.executable, "-m", "ulsam_nas.cost", "--space", "mv2", "--genome", "(13, 14, 16, 17)",
-                           "--g", "4", "--json"], capture_output=True, text=True)
+    cost = run_module("ulsam_nas.cost", "--space", "mv2", "--genome", "(13, 14, 16, 17)", "--g", "4", "--json")
     loaded = load_clean(out, 224, weights=False)
     assert loaded["params"] == json.loads(cost.stdout)["params"] == 2_630_936
     assert loaded["shape"] == [1, 1000] and loaded["diff"] <= 1e-5
@@ -67,7 +67,7 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     assert set(arch["sha256"]) == {"model.py", "model.ts", "model.pt2", "model.onnx", "README.md"}
     readme = (out / "README.md").read_text()
     code = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    ran = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=120)
+    ran = run_program([sys.executable, "-c", code], cwd=out, capture_output=True, text=True)
     assert ran.returncode == 0 and ran.stdout.startswith("tensor(["), ran.stderr  # the README's lines run as written
 
 

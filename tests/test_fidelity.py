@@ -1,12 +1,12 @@
 """Fidelity strings: presets with overrides, their canonical names, and the CLIs that take them."""
 
-import os
 import subprocess
-import sys
 
 import pytest
 
 from ulsam_nas.fidelity import FULL, KEYS, PROXY, SMOKE, get_fidelity, parse_fidelity
+
+from .commands import run_module
 
 KEY_LIST = "keys: epochs, resolution, width, train_images, test_images, batch, lr"
 
@@ -98,9 +98,7 @@ def test_bad_strings_name_the_problem(text, message):
 
 
 def run_cli(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=120)
+    return run_module(module, *args, cwd=cwd)
 
 
 @pytest.mark.parametrize("module, args, message", [

@@ -4,8 +4,6 @@ clock, how ``fill`` and ``check`` pin down one machine state on a machine whose 
 
 import itertools
 import json
-import subprocess
-import sys
 import time
 
 import optuna
@@ -17,6 +15,7 @@ from ulsam_nas.latency import PART_PASSES, LatencyTable, Target, check, parts, t
 from ulsam_nas.model import PlacedNet
 from ulsam_nas.studies import write_pointer
 
+from .commands import run_module
 from .conftest import write_space
 
 TINY_LAYERS = """
@@ -36,8 +35,8 @@ def test_parts_are_the_modules_build_model_runs():
     assert listed[-1].key == "head:1280>10@7"
 
 
-def run_latency(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "ulsam_nas.latency", *args], capture_output=True, text=True, **kwargs)
+def run_latency(*args):
+    return run_module("ulsam_nas.latency", *args)
 
 
 def test_the_command_builds_caches_and_checks_the_table(tmp_path):
@@ -47,7 +46,7 @@ def test_the_command_builds_caches_and_checks_the_table(tmp_path):
     write_pointer(study_dir, storage, "tiny-synthetic", "tiny")
     optuna.create_study(storage=storage, study_name="tiny-synthetic").set_user_attr("num_classes", 10)
 
-    first = run_latency("--space", str(space), "--check", "3", "--study", str(study_dir), timeout=300)
+    first = run_latency("--space", str(space), "--check", "3", "--study", str(study_dir))
     assert first.returncode == 0, first.stderr
     assert "1 thread(s)" in first.stdout and "batch 1 at 224 px, eval mode" in first.stdout
     assert "within ±10% of end-to-end measurement, RMSE" in first.stdout
@@ -61,7 +60,7 @@ def test_the_command_builds_caches_and_checks_the_table(tmp_path):
         assert measured == pytest.approx(now * table.vanilla_ms / vanilla_now)  # at the table's machine speed
     assert json.loads(LatencyTable.path(Target("cpu", 1), "mv2").read_text())["target"] == Target().key()
 
-    again = run_latency("--space", str(space), "--num-classes", "10", timeout=300)  # cached: nothing timed again
+    again = run_latency("--space", str(space), "--num-classes", "10")  # cached: nothing timed again
     assert again.returncode == 0 and "(0 timed now)" in again.stdout, again.stdout + again.stderr
     genome = Genome.from_string("mv2_w1.0(16g4,17:1g8)")
     assert table.predict(genome, 10) > table.predict(Genome("mv2", (), 1.0), 10) - table.entries[parts(genome, 10)[15].key]
@@ -74,7 +73,7 @@ def test_the_command_builds_caches_and_checks_the_table(tmp_path):
     (["--study", "/nonexistent/study"], "no such folder"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
-    result = run_latency(*args, timeout=120)
+    result = run_latency(*args)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

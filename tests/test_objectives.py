@@ -5,9 +5,7 @@ The toy objective runs the real harness (``run_search`` on a real local Ray, a r
 study) with a scripted trainer; the latency test runs the real commands with smoke training."""
 
 import json
-import subprocess
 import sys
-import time
 import zlib
 
 import optuna
@@ -28,6 +26,7 @@ from ulsam_nas.search import _parser
 from ulsam_nas.spaces import load_space
 from ulsam_nas.tune import SearchConfig, run_search
 
+from .commands import run_module
 from .conftest import write_space
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
@@ -123,10 +122,6 @@ def test_a_toy_objective_needs_one_registry_entry_and_one_value_source(toy_objec
 # -- latency through the product --------------------------------------------------------------------
 
 
-def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
-
-
 def test_latency_objective_through_search_report_and_export(tmp_path):
     space_file = write_space(tmp_path, TINY_LAYERS)
     space = load_space(str(space_file))
@@ -136,8 +131,7 @@ def test_latency_objective_through_search_report_and_export(tmp_path):
     latencies = sorted(table.predict(genome, 10) for genome in random_genomes(space, 6, seed=0))
     limit = (latencies[2] + latencies[3]) / 2
     study_dir = tmp_path / "study"
-    started = time.time()
-    result = run("ulsam_nas.search", "--space", str(space_file), "--budget", "5", "--repeats", "1",
+    result = run_module("ulsam_nas.search", "--space", str(space_file), "--budget", "5", "--repeats", "1",
                  "--objectives", "top1,latency,params", "--max-latency", f"{limit:.4f}ms", "--sampler", "random",
                  "--study", str(study_dir))
     assert result.returncode == 0, result.stderr
@@ -157,11 +151,10 @@ def test_latency_objective_through_search_report_and_export(tmp_path):
     assert "top-1 vs latency on CPU" in html and "top-1 vs params" in html and "top-1 vs MACs" not in html
     assert "latency_ms" in pd.read_csv(study_dir / "report" / "genomes.csv").columns
 
-    exported = run("ulsam_nas.export", "--study", str(study_dir), "--trial", f"max-top1 latency<={limit:.4f}ms",
+    exported = run_module("ulsam_nas.export", "--study", str(study_dir), "--trial", f"max-top1 latency<={limit:.4f}ms",
                    "--formats", "source", "--out", str(tmp_path / "exported"))
     assert exported.returncode == 0, exported.stderr
     latency = json.loads((tmp_path / "exported" / "arch.json").read_text())["latency"]
     assert latency["predicted_ms"] <= limit and latency["measured_ms"] > 0
     assert latency["target"] == study.user_attrs["latency_target"]
     assert f"predicted {latency['predicted_ms']:.2f} ms, measured" in exported.stdout
-    assert time.time() - started < 400

@@ -4,8 +4,6 @@ standalone confirmation, rank agreement, report; and a kill -9 during supernet t
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import optuna
 import pandas as pd
@@ -13,6 +11,7 @@ from optuna.trial import TrialState
 
 from ulsam_nas.agreement import RankAgreement
 
+from .commands import run_module, start_module, wait_until
 from .conftest import write_space
 
 TINY_LAYERS = """
@@ -22,9 +21,10 @@ TINY_LAYERS = """
 FIDELITY = "smoke:train_images=400,test_images=200"
 
 
-def command(space, study_dir, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ulsam_nas.search", "--space", str(space), "--strategy", "oneshot",
-            "--fidelity", FIDELITY, "--study", str(study_dir), "--no-paper-seeds", *extra]
+def oneshot_args(space, study_dir, *extra: str) -> list[str]:
+    """Arguments of ``python -m ulsam_nas.search`` for a one-shot search of ``space``."""
+    return ["--space", str(space), "--strategy", "oneshot", "--fidelity", FIDELITY, "--study", str(study_dir),
+            "--no-paper-seeds", *extra]
 
 
 def test_rank_agreement_warns_when_tau_may_be_zero():
@@ -38,9 +38,8 @@ def test_rank_agreement_warns_when_tau_may_be_zero():
 def test_oneshot_search_scores_confirms_and_reports(tmp_path):
     space = write_space(tmp_path, TINY_LAYERS)
     study_dir = tmp_path / "study"
-    result = subprocess.run(command(space, study_dir, "--budget", "10", "--confirm", "4", "--repeats", "1",
-                                    "--supernet-epochs", "2"),
-                            capture_output=True, text=True, timeout=600)
+    result = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "10", "--confirm", "4",
+                                                          "--repeats", "1", "--supernet-epochs", "2"))
     assert result.returncode == 0, result.stderr
     assert "supernet: epoch 2/2" in result.stderr and "oneshot: 10/10 trials" in result.stderr
     storage = f"sqlite:///{study_dir / 'study.db'}"
@@ -63,8 +62,8 @@ def test_oneshot_search_scores_confirms_and_reports(tmp_path):
     assert set(genomes["genome"]) == set(stored["pairs"])  # the front and tables hold confirmed genomes only
 
     # A larger budget on the same study reuses the supernet and the scores it has.
-    again = subprocess.run(command(space, study_dir, "--budget", "12", "--confirm", "4", "--repeats", "1",
-                                   "--supernet-epochs", "2"), capture_output=True, text=True, timeout=600)
+    again = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "12", "--confirm", "4",
+                                                         "--repeats", "1", "--supernet-epochs", "2"))
     assert again.returncode == 0, again.stderr
     assert "supernet: reusing" in again.stderr and "0 of 4 trainings to run" in again.stderr
 
@@ -72,16 +71,17 @@ def test_oneshot_search_scores_confirms_and_reports(tmp_path):
 def test_killed_supernet_training_resumes_from_its_last_epoch(tmp_path):
     space = write_space(tmp_path, TINY_LAYERS)
     study_dir = tmp_path / "study"
-    args = command(space, study_dir, "--budget", "3", "--confirm", "1", "--repeats", "1", "--supernet-epochs", "3")
-    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(study_dir.glob("supernet/*/supernet.pt")):
-        time.sleep(0.5)
-    assert list(study_dir.glob("supernet/*/supernet.pt")), "no supernet checkpoint appeared"
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-    driver.wait()
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    args = oneshot_args(space, study_dir, "--budget", "3", "--confirm", "1", "--repeats", "1", "--supernet-epochs", "3")
+    driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    try:
+        wait_until(lambda: list(study_dir.glob("supernet/*/supernet.pt")) or driver.poll() is not None,
+                   "the first supernet checkpoint")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        driver.wait()
+    assert list(study_dir.glob("supernet/*/supernet.pt")), "the driver ended before its first supernet checkpoint"
+    result = run_module("ulsam_nas.search", *args)
     assert result.returncode == 0, result.stderr
     assert "supernet: resuming after epoch 1 of 3" in result.stderr or "supernet: resuming after epoch 2 of 3" in result.stderr
     assert "supernet: epoch 1/3" not in result.stderr and "supernet: epoch 3/3" in result.stderr

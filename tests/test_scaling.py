@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from ulsam_nas.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.studies import open_storage
 
+from .commands import child_env, finish, run_module, run_program, wait_until
 from .conftest import write_space
 from .services import libpq_url
 
@@ -33,12 +34,11 @@ def start_driver(storage: str, folder: Path, *args: str) -> subprocess.Popen:
     """``python -m ulsam_nas.search`` on the shared study, one training at a time (2 cores)."""
     command = [sys.executable, "-m", "ulsam_nas.search", "--storage", storage, "--study-name", STUDY,
                "--study", str(folder), "--fidelity", "smoke", "--concurrency", "1", *args]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
 
 
-def finish(driver: subprocess.Popen, timeout: float = 300) -> str:
-    _, err = driver.communicate(timeout=timeout)
+def finish_driver(driver: subprocess.Popen) -> str:
+    _, err = finish(driver, "a search driver")
     assert driver.returncode == 0, err[-3000:]
     return err
 
@@ -67,7 +67,7 @@ def assert_study_is_whole(trials, budget: int) -> None:
 def test_two_drivers_share_the_study_and_its_budget(postgres_url, tmp_path):
     drivers = [start_driver(postgres_url, tmp_path / f"driver{i}", "--budget", "8") for i in (1, 2)]
     for driver in drivers:
-        finish(driver)
+        finish_driver(driver)
     trials = load(postgres_url)
     assert_study_is_whole(trials, budget=8)
     assert len(trainings(trials)) == 8  # all paper configurations: none reused
@@ -81,7 +81,7 @@ def test_drivers_wait_for_each_others_trainings(postgres_url, tmp_path):
     args = ["--space", str(space), "--budget", "8", "--repeats", "2", "--sampler", "random", "--no-paper-seeds"]
     drivers = [start_driver(postgres_url, tmp_path / f"driver{i}", *args, "--seed", "0") for i in (1, 2)]
     for driver in drivers:
-        finish(driver)
+        finish_driver(driver)
     trials = load(postgres_url)
     assert_study_is_whole(trials, budget=8)
     assert len(trainings(trials)) <= 4
@@ -103,21 +103,21 @@ def running_and_complete(url: str, pid: int) -> tuple[int, int]:
 def test_a_driver_killed_mid_run_loses_nothing(postgres_url, tmp_path):
     victim = start_driver(postgres_url, tmp_path / "victim", "--budget", "8")
     survivor = start_driver(postgres_url, tmp_path / "survivor", "--budget", "8")
-    deadline = time.time() + 240
-    while time.time() < deadline:
+
+    def victim_mid_run() -> bool:
         try:
             running, complete = running_and_complete(postgres_url, victim.pid)
         except psycopg.errors.UndefinedTable:
             running = complete = 0
-        if running and complete or victim.poll() is not None:
-            break
-        time.sleep(0.5)
+        return running and complete or victim.poll() is not None
+
+    wait_until(victim_mid_run, "a finished and a running trial of the victim")
     assert victim.poll() is None, "the victim finished before it could be killed"
     before = {t.number: (t.state, t.values, t.user_attrs.get("seed")) for t in load(postgres_url)}
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
 
-    err = finish(survivor)
+    err = finish_driver(survivor)
     assert "closed 1 trial(s) of a stopped driver" in err
     trials = load(postgres_url)
     assert_study_is_whole(trials, budget=8)
@@ -178,7 +178,7 @@ def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
     """Without psycopg installed (blocked here at import), one line says what to install."""
     code = ("import sys; sys.modules['psycopg'] = None; from ulsam_nas.search import main; "
             f"sys.exit(main(['--storage', {url!r}, '--study', {str(tmp_path / 's')!r}]))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_program([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: --storage {url}: PostgreSQL needs psycopg: pip install -e '.[postgres]'"
     assert not (tmp_path / "s").exists()
@@ -186,18 +186,15 @@ def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
 
 def test_search_joins_a_cluster_started_with_ray_defaults(ray_cluster, tmp_path):
     address, home, log = ray_cluster
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    command = [sys.executable, "-m", "ulsam_nas.search", "--address", address, "--budget", "2", "--fidelity", "smoke",
-               "--study", str(tmp_path / "study")]
-    joined = subprocess.run(command, capture_output=True, text=True, env={**env, "HOME": str(home)}, timeout=300)
+    args = ["--address", address, "--budget", "2", "--fidelity", "smoke", "--study", str(tmp_path / "study")]
+    joined = run_module("ulsam_nas.search", *args, env=child_env(drop="RAY_", HOME=str(home)))
     assert "Token authentication is enabled" in log.read_text()  # Ray's defaults, with a token in ~/.ray
     assert joined.returncode == 0, joined.stderr[-3000:]
     study = optuna.load_study(study_name="mv2-synthetic", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
     assert sum(counts_toward_budget(t) for t in study.trials) == 2
 
     (tmp_path / "no-token").mkdir()
-    refused = subprocess.run(command, capture_output=True, text=True, env={**env, "HOME": str(tmp_path / "no-token")},
-                             timeout=120)
+    refused = run_module("ulsam_nas.search", *args, env=child_env(drop="RAY_", HOME=str(tmp_path / "no-token")))
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused this driver's token" in lines[0] and "RAY_AUTH_MODE=token" in lines[0], lines

@@ -6,8 +6,6 @@ is known in advance.
 """
 
 import math
-import os
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -29,6 +27,8 @@ from ulsam_nas.schedulers import MultiObjectiveSuccessiveHalving, crowding_dista
 from ulsam_nas.spaces import load_space
 from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import SearchConfig, run_search
+
+from .commands import run_module
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 DEFAULT = Selection.parse("top1,macs,params")
@@ -88,9 +88,7 @@ def test_a_rung_keeps_the_front_and_stops_the_dominated():
 @pytest.mark.parametrize("args, message", [(["--early-stop-grace", "0"], "--early-stop-grace must be at least 1, got 0"),
                                            (["--early-stop-eta", "1"], "--early-stop-eta must be at least 2, got 1")])
 def test_bad_early_stop_settings_are_one_line_exit_2(tmp_path, args, message):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    result = subprocess.run([sys.executable, "-m", "ulsam_nas.search", "--early-stop", *args, "--study", str(tmp_path / "s")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = run_module("ulsam_nas.search", "--early-stop", *args, "--study", str(tmp_path / "s"))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"], result.stderr
     assert not (tmp_path / "s").exists()
 

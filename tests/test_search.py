@@ -6,7 +6,6 @@ slowly on purpose is how those cases arise on demand. The resume test runs the r
 with real smoke training and kills it with SIGKILL.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from ulsam_nas.studies import open_storage
 from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
 
 from . import layouts
+from .commands import run_module, start_module
 from .conftest import kill_once_running
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
@@ -116,10 +116,10 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
     assert all(t.user_attrs["seed"] == 0 for t in study.trials)
     assert "5/5 trials: 2 genomes, 4 trainings (0 repeats), 1 reused, 2 failed" in capsys.readouterr().err
 
-    # Same budget again: returns at once and says so; a larger budget continues the same study.
-    started = time.time()
-    run_search(cfg, trainer=scripted_trainer)
-    assert time.time() - started < 10
+    # Same budget again: returns without training and says so; a larger budget continues the same study.
+    finished = [(t.number, t.state, t.values) for t in study.trials]
+    again = run_search(cfg, trainer=scripted_trainer)
+    assert [(t.number, t.state, t.values) for t in again.trials] == finished  # not one trial asked or trained
     assert "budget already met" in capsys.readouterr().err
     study = run_search(replace(cfg, budget=7, sampler="random"), trainer=scripted_trainer)
     assert len([t for t in study.trials if t.state.is_finished()]) == 7
@@ -231,10 +231,8 @@ def test_final_retrains_the_picks_with_their_seeds_on_the_test_split(tmp_path, c
     assert any("test" in line for line in summary.final_lines)
 
 
-def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    return subprocess.run([sys.executable, "-m", "ulsam_nas.search", *args], capture_output=True, text=True,
-                          env=env, **kwargs)
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return run_module("ulsam_nas.search", *args)
 
 
 def test_killed_search_resumes_to_its_budget(tmp_path):
@@ -242,8 +240,7 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     twice or lost, and the repeats still reach K."""
     study_dir = tmp_path / "study"
     args = ["--space", "mv2", "--budget", "6", "--repeats", "3", "--seed", "2", "--no-paper-seeds", "--study", str(study_dir)]
-    driver = subprocess.Popen([sys.executable, "-m", "ulsam_nas.search", *args], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{study_dir / 'study.db'}"
     states = kill_once_running(driver, study_dir / "study.db")
     assert "COMPLETE" in states and "RUNNING" in states, states
@@ -251,7 +248,7 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     finished_before = {t.number: t.values for t in before.trials if t.state == TrialState.COMPLETE}
     running_before = {t.number: t.user_attrs["seed"] for t in before.trials if t.state == TrialState.RUNNING}
 
-    result = run_cli(*args, timeout=400)
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "interrupted trial(s)" in result.stderr and "optuna-dashboard sqlite:///" in result.stdout
 
@@ -280,7 +277,7 @@ def test_search_never_reads_the_test_split(tmp_path):
         image.write_bytes(b"not an image")
     study_dir = tmp_path / "study"
     result = run_cli("--space", "mv2", "--dataset", f"folder:{root}", "--budget", "2", "--repeats", "1",
-                     "--no-paper-seeds", "--study", str(study_dir), timeout=300)
+                     "--no-paper-seeds", "--study", str(study_dir))
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="mv2-folder", storage=f"sqlite:///{study_dir / 'study.db'}")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
@@ -327,7 +324,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
         return text
 
     study_dir = tmp_path / "study"
-    result = run_cli(*[fill(a) for a in args], "--study", str(study_dir), timeout=120)
+    result = run_cli(*[fill(a) for a in args], "--study", str(study_dir))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and fill(message) in lines[-1], result.stderr

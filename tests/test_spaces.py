@@ -1,10 +1,10 @@
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from ulsam_nas.spaces import BUILTIN_DIR, SpaceError, load_space
+
+from .commands import run_module
 
 
 def test_builtin_spaces_load(spaces):
@@ -105,8 +105,7 @@ def test_malformed_space_file_names_file_key_and_problem(tmp_path, text, key, pr
 def test_cli_reports_a_malformed_space_in_one_line(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(MALFORMED[11][0])
-    result = subprocess.run([sys.executable, "-m", "ulsam_nas.cost", "--space", str(path)],
-                            capture_output=True, text=True)
+    result = run_module("ulsam_nas.cost", "--space", str(path))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == f"error: {path}: layers.4.groups: g=16 does not divide layer 4's 24 channels at width 1.0"
 

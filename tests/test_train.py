@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +16,7 @@ from ulsam_nas.train import NonFiniteLossError, build_proxy, train
 from ulsam_nas.train import main as train_main
 
 from . import layouts
+from .commands import run_module
 
 TINY = replace(SMOKE, epochs=1, train_subset=None, test_subset=None, batch_size=8, recalibration_images=8)
 
@@ -165,11 +164,8 @@ def test_full_fidelity_is_the_papers_recipe():
 
 def test_train_cli_trains_prints_and_saves(tmp_path):
     weights = tmp_path / "w.safetensors"
-    result = subprocess.run(
-        [sys.executable, "-m", "ulsam_nas.train", "--space", "mv2", "--genome", "(16, 17)", "--g", "4",
-         "--dataset", "synthetic", "--fidelity", "smoke", "--epochs", "1", "--save", str(weights), "--json"],
-        capture_output=True, text=True,
-    )
+    result = run_module("ulsam_nas.train", "--space", "mv2", "--genome", "(16, 17)", "--g", "4", "--dataset", "synthetic",
+                        "--fidelity", "smoke", "--epochs", "1", "--save", str(weights), "--json")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["genome"] == "mv2_w1.0(16g4,17g4)" and printed["epochs"] == 1 and 0 <= printed["top1"] <= 100
@@ -187,10 +183,7 @@ def test_train_cli_trains_prints_and_saves(tmp_path):
 
 def test_train_cli_saves_a_weights_only_torch_file(tmp_path):
     weights = tmp_path / "w.pt"
-    result = subprocess.run(
-        [sys.executable, "-m", "ulsam_nas.train", "--space", "mv1", "--fidelity", "smoke", "--epochs", "1",
-         "--save", str(weights)], capture_output=True, text=True,
-    )
+    result = run_module("ulsam_nas.train", "--space", "mv1", "--fidelity", "smoke", "--epochs", "1", "--save", str(weights))
     assert result.returncode == 0, result.stderr
     assert "top-1" in result.stdout and "weights written to" in result.stdout
     saved = torch.load(weights, weights_only=True)
@@ -208,6 +201,6 @@ def test_train_cli_saves_a_weights_only_torch_file(tmp_path):
     (["--val-fraction", "0"], "--val-fraction must be in (0, 0.5], got 0.0"),
 ])
 def test_train_cli_bad_input(args, message):
-    result = subprocess.run([sys.executable, "-m", "ulsam_nas.train", *args], capture_output=True, text=True)
+    result = run_module("ulsam_nas.train", *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

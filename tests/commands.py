@@ -1,0 +1,82 @@
+"""Running the product's commands from the tests: one environment, one runner, one hang guard.
+
+No test compares a wall time with a constant: these machines are shared and their speed drifts
+2x from day to day, so speed is measured by ``make bench`` against a baseline run beside it. The
+only clock the tests read is a hang guard: a limit far beyond any slow day (the slowest command
+of the suite takes about 90 s on a quiet day on the 2-core CI machine, 180 s on a slow one), so
+that a hung command fails its test with a message saying so, instead of stalling CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import pytest
+
+HANG_GUARD_S = 1800.0
+"""Seconds after which a command or a wait is taken to have hung: 10x the slowest slow-day figure."""
+
+
+def child_env(*, drop: str = "RAY_ADDRESS", **extra: str) -> dict[str, str]:
+    """This process's environment for a command under test, less the variables whose names start
+    with ``drop``: a RAY_ADDRESS from the user's shell would send the command to their cluster."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(drop)}
+    env.update(extra)
+    return env
+
+
+def module_command(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def _hung(what: str, guard_s: float) -> NoReturn:
+    pytest.fail(f"hang guard: {what} did not end within {guard_s:.0f} s, 10x or more what a slow day takes; "
+                f"it hung", pytrace=False)
+
+
+def run_module(module: str, *args: Any, env: dict[str, str] | None = None, cwd=None,
+               guard_s: float = HANG_GUARD_S) -> subprocess.CompletedProcess:
+    """``python -m module args`` to its end, its output captured as text."""
+    command = module_command(module, *args)
+    try:
+        return subprocess.run(command, capture_output=True, text=True, cwd=cwd,
+                              env=child_env() if env is None else env, timeout=guard_s)
+    except subprocess.TimeoutExpired:
+        _hung(" ".join(command[1:]), guard_s)
+
+
+def run_program(command: list[str], *, guard_s: float = HANG_GUARD_S, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Any program to its end (``subprocess.run`` keyword arguments pass through), under the hang guard."""
+    try:
+        return subprocess.run(command, timeout=guard_s, **kwargs)
+    except subprocess.TimeoutExpired:
+        _hung(" ".join(map(str, command)), guard_s)
+
+
+def start_module(module: str, *args: Any, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
+    """``python -m module args`` started in the background (``subprocess.Popen`` keyword arguments pass through)."""
+    return subprocess.Popen(module_command(module, *args), env=child_env() if env is None else env, **popen)
+
+
+def finish(process: subprocess.Popen, what: str, guard_s: float = HANG_GUARD_S) -> tuple[Any, Any]:
+    """The (stdout, stderr) of a background process once it has ended."""
+    try:
+        return process.communicate(timeout=guard_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        _hung(what, guard_s)
+
+
+def wait_until(condition: Callable[[], bool], what: str, guard_s: float = HANG_GUARD_S, every_s: float = 0.5) -> None:
+    """Polls ``condition`` until it holds; fails the test, saying it hung, after ``guard_s``."""
+    deadline = time.monotonic() + guard_s
+    while not condition():
+        if time.monotonic() > deadline:
+            _hung(what, guard_s)
+        time.sleep(every_s)
