@@ -20,9 +20,8 @@ import time
 import optuna
 import torch
 
-from ulsam_nas.calibrate import random_genomes
 from ulsam_nas.fidelity import get_fidelity
-from ulsam_nas.spaces import load_space
+from ulsam_nas.spaces import load_space, random_genomes
 from ulsam_nas.supernet import PathScorer, SuperNet
 from ulsam_nas.train import train
 

@@ -10,16 +10,17 @@ import pytest
 from optuna.trial import TrialState
 from scipy import stats
 
+from ulsam_nas.agreement import CeilingAndBaselines, Correlation, bootstrap_interval, kendall_tau, spearman_rho
 from ulsam_nas.calibrate import (
+    Calibration,
     FidelityFigures,
-    bootstrap_interval,
     fidelity_figures,
-    kendall_tau,
     make_panel,
     recommend,
-    spearman_rho,
+    summary_lines,
     top_k_overlap,
 )
+from ulsam_nas.front import Signal
 from ulsam_nas.spaces import load_space
 
 from .commands import run_module, start_module
@@ -48,11 +49,19 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_repeatable():
 
 def test_figures_and_top5_overlap():
     runs = {"a": [40.0, 42.0], "b": [35.0, 37.0], "c": [30.0, 30.0], "d": [45.0, 43.0], "e": [20.0, 22.0], "f": [25.0, 25.0]}
-    reference = {"a": 60.0, "b": 55.0, "c": 50.0, "d": 65.0, "e": 40.0, "f": 45.0}
-    figures = fidelity_figures("smoke", runs, [2.0, 4.0], concurrency=2, reference=reference)
+    reference = {"a": [60.0, 61.0], "b": [55.0, 54.0], "c": [50.0, 51.0], "d": [65.0, 64.0], "e": [40.0, 41.0],
+                 "f": [45.0, 46.0]}
+    costs = {g: (1e8 + i * 1e6, 3e6 - i * 1e4) for i, g in enumerate("abcdef")}
+    figures = fidelity_figures("smoke", runs, [2.0, 4.0], concurrency=2, costs=costs, reference=reference)
     assert figures.tau == pytest.approx(1.0) and figures.rho == pytest.approx(1.0) and figures.top5_overlap == 1.0
     assert figures.sigma == pytest.approx(math.sqrt((2 + 2 + 0 + 2 + 2 + 0) / 6)) and figures.sigma_df == 6
     assert figures.seconds_per_training == 3.0 and figures.search_minutes == pytest.approx(200 * 3.0 / 2 / 60)
+    # Seed A against seed B at the reference ranks the six genomes alike; costs in order a..f against means a, b, c, d, e, f.
+    yardsticks = figures.ceiling_and_baselines
+    assert yardsticks.ceiling.value == pytest.approx(1.0) and yardsticks.ceiling.genomes == 6
+    assert yardsticks.macs.value == pytest.approx(kendall_tau([0, 1, 2, 3, 4, 5], [60.5, 54.5, 50.5, 64.5, 40.5, 45.5]))
+    assert yardsticks.params.value == pytest.approx(-yardsticks.macs.value)
+    assert figures.between_genome.std > 0 and figures.between_genome.resolved  # means 5 pp apart, σ about 1.2 pp
     assert top_k_overlap({"a": 3, "b": 2, "c": 1, "d": 0, "e": -1, "f": -2}, {"f": 3, "b": 2, "c": 1, "d": 0, "e": -1, "a": -2}) == 0.8
 
 
@@ -64,6 +73,35 @@ def test_recommendation_is_the_cheapest_with_a_high_enough_tau_lower_bound():
     assert recommend([costly_good, cheap_bad, middle_good], 0.6) is middle_good
     assert recommend([cheap_bad], 0.6) is None
     assert recommend([cheap_bad, middle_good], 0.7) is None
+
+
+UNRESOLVED = Signal(0.4, 0.0, 1.5, 16, 50.0)  # a between-genome std whose interval reaches 0
+
+
+def baselines(macs: float, params: float) -> CeilingAndBaselines:
+    return CeilingAndBaselines(Correlation(0.8, (0.6, 0.9), 16), Correlation(macs, (macs - 0.2, macs + 0.2), 16),
+                               Correlation(params, (params - 0.2, params + 0.2), 16), 16)
+
+
+def test_a_fidelity_whose_tau_does_not_beat_a_cost_baseline_is_not_recommended():
+    def candidate(name, seconds, tau, yardsticks):
+        return FidelityFigures(name, 16, seconds, 0.0, 1.0, 16, 3.0, tau=tau, tau_interval=(tau - 0.05, tau + 0.05),
+                               ceiling_and_baselines=yardsticks, between_genome=UNRESOLVED)
+
+    no_better_than_params = candidate("smoke", 1.0, 0.7, baselines(0.3, 0.75))  # τ lower bound 0.65 reaches 0.6
+    better = candidate("smoke:epochs=8", 4.0, 0.8, baselines(0.3, 0.75))
+    assert recommend([no_better_than_params, better], 0.6) is better
+    assert recommend([no_better_than_params], 0.6) is None
+    assert set(no_better_than_params.not_above_baselines()) == {"params"}
+
+    reference = FidelityFigures("proxy", 16, 9.0, 0.0, 1.0, 16, 3.0, between_genome=UNRESOLVED)
+    text = summary_lines(Calibration(reference, [no_better_than_params, better], better, 0.6))
+    assert "smoke is not recommended: its τ +0.70 is not above ranking by params (+0.75), which needs no training" in text
+    assert text[-1].startswith("recommended: smoke:epochs=8")
+    assert "the placements are not told apart at this fidelity" in text[1]  # the reference's yardstick line
+    alone = summary_lines(Calibration(reference, [no_better_than_params], None, 0.6))
+    assert alone[-1].startswith("no candidate is recommended: those whose τ lower bound reaches 0.6 rank no better "
+                                "than MACs/params")
 
 
 def test_panels():

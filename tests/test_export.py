@@ -110,6 +110,7 @@ def test_export_from_a_study_by_rule_takes_the_genome_mean_over_seeds_and_upload
     # Seeds 0 and 1 gave 42 and 44 (and a reused 44): the mean over distinct seeds, not the best run.
     objectives = arch["objectives"]
     assert objectives["top1"] == 43.0 and objectives["top1_std"] == pytest.approx(2 ** 0.5) and objectives["seeds"] == 2
+    assert 42 < objectives["top1_shrunk"] < 43  # the mean pulled toward the study's: what the pick was chosen by
     assert objectives["macs"] == arch["macs"] and objectives["params"] == arch["params"]
     assert arch["top1_split"] == "validation" and arch["paper_label"] == "MV2 (16, 17) g=4"
     assert "model.pt2" in arch["sha256"] and "model.ts" not in arch["sha256"]

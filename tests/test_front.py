@@ -5,7 +5,9 @@ import math
 import optuna
 import pytest
 
-from ulsam_nas.front import Front, GenomeStats, clearly_dominates, genome_stats, paper_status, seed_noise
+from scipy import stats as distributions
+
+from ulsam_nas.front import Front, GenomeStats, genome_stats, paper_status, seed_noise
 from ulsam_nas.objectives import Selection
 
 from .conftest import add
@@ -69,7 +71,9 @@ def test_well_separated_means_at_equal_cost_clearly_dominate(study):
     assert [m.genome for m in front.members] == ["mv2_w1.0(13g4)"]
     status = paper_status(front, ["MV2 (13) g=1", "MV2 vanilla"])
     assert status[0].verdict.kind == "dominated" and status[0].verdict.difference == pytest.approx(5.5)
-    assert "clearly dominated by mv2_w1.0(13g4) (by 5.5 ± 0.8 pp at no worse cost)" in status[0].describe()
+    # One genome costs no more: the bound is t(0.95, df 4) standard errors, 2.13 x 0.5 x sqrt(2/3) = 0.87 pp.
+    assert ("clearly dominated by mv2_w1.0(13g4) (by 5.5 pp at no worse cost, beyond the 0.9 pp bound that holds "
+            "the error to 5% over 1 genome of no worse cost)") in status[0].describe()
     assert "not trained to completion" in status[1].describe()
 
 
@@ -81,21 +85,21 @@ def test_nine_fewer_parameters_of_two_million_is_a_tie_not_a_trade_off(study):
     by_genome = stats(study)
     g1, g4 = by_genome["mv2_w1.0(13g1)"], by_genome["mv2_w1.0(13g4)"]
     assert g1.costs[1] == g4.costs[1] - 9 and g1.costs[0] == g4.costs[0]
-    sigma = seed_noise(list(by_genome.values())).sigma
-    assert clearly_dominates(g4, g1, sigma, DEFAULT)
-    assert not clearly_dominates(g4, g1, sigma, Selection.parse("top1,macs,params", cost_tolerance=0.0))  # the strict reading: a trade-off
+    assert Front.of([g1, g4], DEFAULT).dominators(g1) == [g4]
+    strict = Selection.parse("top1,macs,params", cost_tolerance=0.0)
+    assert Front.of([g1, g4], strict).dominators(g1) == []  # the strict reading: a trade-off
     assert [m.genome for m in Front.of_study(study).members] == ["mv2_w1.0(13g4)"]
 
 
 def test_higher_mean_at_five_percent_more_macs_is_no_dominance():
     cheap = GenomeStats("a", (0, 1, 2), (30.0, 30.5, 29.5), (100e6, 2.0e6), trial=0)
     costly = GenomeStats("b", (0, 1, 2), (40.0, 40.5, 39.5), (105e6, 2.0e6), trial=3)
-    assert not clearly_dominates(costly, cheap, 0.5, DEFAULT)
     front = Front.of([cheap, costly], DEFAULT)
+    assert front.dominators(cheap) == []
     assert {m.genome for m in front.members} == {"a", "b"} and front.verdict(cheap).kind == "front"
     # ... and 0.5% more MACs is within the tolerance: then the better mean dominates.
     near = GenomeStats("c", (0, 1, 2), (40.0, 40.5, 39.5), (100.5e6, 2.0e6), trial=6)
-    assert clearly_dominates(near, cheap, 0.5, DEFAULT)
+    assert Front.of([cheap, near], DEFAULT).dominators(cheap) == [near]
 
 
 def test_single_seed_genomes_use_the_pooled_sigma(study):
@@ -103,6 +107,6 @@ def test_single_seed_genomes_use_the_pooled_sigma(study):
     seeds(study, "mv2_w1.0(13g4)", 45.0)
     seeds(study, "mv2_w1.0(13g1)", 38.0)
     front = Front.of_study(study)
-    # 7 pp apart on one seed each: 1.96 * sqrt(2) * 7.07 = 19.6 pp is needed.
+    # 7 pp apart on one seed each, σ with 1 df: t(0.975, 1) * sqrt(2) * 7.07 = 127 pp would be needed.
     assert {m.genome for m in front.members} >= {"mv2_w1.0(13g4)", "mv2_w1.0(13g1)"}
-    assert front.noise.resolution == pytest.approx(1.96 * math.sqrt(2) * math.sqrt(50))
+    assert front.noise.resolution == pytest.approx(distributions.t.ppf(0.975, 1) * math.sqrt(2) * math.sqrt(50))

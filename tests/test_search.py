@@ -188,7 +188,12 @@ def test_contenders_get_k_seeds_within_the_budget(tmp_path, capsys):
     pairs = trained(study)
     assert len(pairs) == len(set(pairs))  # no (genome, seed) trained twice
     assert len([t for t in study.trials if t.state.is_finished()]) == 24
-    assert front.members and all(m.n == 3 for m in front.members), [(m.genome, m.n) for m in front.members]
+    # The repeats went to the genomes on the front by mean: their means decide what the front shows. Once no
+    # verdict is left that a seed could change, the last trainings explore: a genome sampled then (in the last
+    # K + (K - 1) x 3 trainings, where the budget can no longer confirm it) may end on the front with one seed.
+    contenders = front.contenders()
+    assert contenders and all(m.n == 3 or m.trial >= 24 - 9 for m in contenders), [(m.genome, m.n) for m in contenders]
+    assert sum(m.n == 3 for m in contenders) >= 2
     for trial in study.trials:  # the k-th training of a genome uses seed 5 + k
         first = study.trials[trial.user_attrs.get("repeat_of", trial.number)]
         assert first.user_attrs["seed"] == 5 and trial.user_attrs["genome"] == first.user_attrs["genome"]

@@ -11,8 +11,11 @@ training is a trial of an Optuna study (one per (fidelity, genome, seed); a kill
 without retraining what finished). For each candidate it reports seconds per training and the
 cost of a 200-training search, the seed noise σ and the spread of the genome means, Kendall τ
 and Spearman ρ between its mean ranking and the reference's (each with a bootstrap 90% interval
-over the panel), and the top-5 overlap; it recommends the cheapest fidelity whose τ lower bound
-reaches ``--min-tau``. Writes ``calibration.json`` and an offline ``calibration.html``.
+over the panel), and the top-5 overlap. Beside τ: the ceiling (the reference's split-half τ,
+how well it agrees with itself), the free baselines (τ of ranking by MACs and by params) and the
+between-genome std of the fidelity's genome means beyond seed noise (``front.between_genome``).
+It recommends the cheapest fidelity whose τ lower bound reaches ``--min-tau`` and whose τ is
+above both baselines. Writes ``calibration.json`` and an offline ``calibration.html``.
 """
 
 from __future__ import annotations
@@ -22,40 +25,32 @@ import math
 import statistics
 import sys
 import time
-import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from .agreement import (
+    CeilingAndBaselines,
+    Correlation,
+    bootstrap_interval,
+    genome_costs,
+    kendall_tau,
+    spearman_rho,
+)
 from .data import VAL_FRACTION, DataSpec
 from .fidelity import parse_fidelity
+from .front import GenomeStats, Signal, between_genome, seed_noise
 from .genome import Genome
-from .spaces import SearchSpace
+from .spaces import SearchSpace, random_genomes
 
 PANEL_SIZE = 16
 SEARCH_TRAININGS = 200  # the cost quoted per fidelity: a search of this many trainings
-BOOTSTRAP_RESAMPLES = 2000
 
 
 # -- the panel -----------------------------------------------------------------------------------
-
-
-def random_genomes(space: SearchSpace, count: int, seed: int, exclude: set[Genome] = frozenset()) -> list[Genome]:
-    """``count`` distinct genomes drawn by Optuna's RandomSampler from the space's parameters."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    genomes: list[Genome] = []
-    for _ in range(100 * count):
-        genome = space.suggest(study.ask())
-        if genome not in exclude and genome not in genomes:
-            genomes.append(genome)
-        if len(genomes) == count:
-            return genomes
-    raise ValueError(f"space {space.name} has fewer than {count} distinct genomes to draw")
 
 
 def make_panel(space: SearchSpace, spec: str, seed: int) -> list[Genome]:
@@ -99,39 +94,6 @@ def make_panel(space: SearchSpace, spec: str, seed: int) -> list[Genome]:
 # -- rank agreement ---------------------------------------------------------------------------------
 
 
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's τ-b (ties handled) between two score lists over the same genomes."""
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(x, y).statistic)
-
-
-def spearman_rho(x: list[float], y: list[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(x, y).statistic)
-
-
-def bootstrap_interval(statistic: Callable[[list[float], list[float]], float], x: list[float], y: list[float],
-                       confidence: float = 0.9, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(x, y)``, resampling genomes (pairs) with
-    replacement. Resamples where the statistic is undefined (all scores tied) are dropped."""
-    rng = np.random.default_rng(seed)
-    x_array, y_array = np.asarray(x), np.asarray(y)
-    values = []
-    with warnings.catch_warnings():  # scipy warns on the constant resamples that are dropped
-        warnings.simplefilter("ignore")
-        for _ in range(BOOTSTRAP_RESAMPLES):
-            index = rng.integers(0, len(x_array), len(x_array))
-            value = statistic(list(x_array[index]), list(y_array[index]))
-            if math.isfinite(value):
-                values.append(value)
-    if not values:
-        return float("nan"), float("nan")
-    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(low), float(high)
-
-
 def top_k_overlap(x: dict[str, float], y: dict[str, float], k: int = 5) -> float:
     """Share of the reference's top k (by ``y``) that are also in the candidate's top k."""
     k = min(k, len(x))
@@ -156,31 +118,61 @@ class FidelityFigures:
     rho: float | None = None
     rho_interval: tuple[float, float] | None = None
     top5_overlap: float | None = None
+    # The reference's split-half τ and the τ of ranking by MACs and params, over the genomes τ is
+    # measured on (the reference's own row: over all its genomes).
+    ceiling_and_baselines: CeilingAndBaselines | None = None
+    between_genome: Signal | None = None  # the std of this fidelity's true genome means beyond seed noise
+
+    def reaches(self, min_tau: float) -> bool:
+        return self.tau_interval is not None and self.tau_interval[0] >= min_tau
+
+    def not_above_baselines(self) -> dict[str, Correlation]:
+        """The cost baselines (MACs, params) this fidelity's τ is not above."""
+        if self.tau is None or self.ceiling_and_baselines is None:
+            return {}
+        return self.ceiling_and_baselines.not_beaten_by(self.tau)
+
+
+def between_genome_signal(runs: dict[str, list[float]], costs: dict[str, tuple[float, float]]) -> Signal:
+    """The between-genome std of the genome means beyond seed noise (``front.between_genome``)."""
+    # Seeds as positions: between_genome reads only the scores and their count.
+    stats = [GenomeStats(g, tuple(range(len(v))), tuple(v), costs[g], number)
+             for number, (g, v) in enumerate(runs.items()) if v]
+    return between_genome(stats, seed_noise(stats))
 
 
 def fidelity_figures(fidelity: str, runs: dict[str, list[float]], seconds: list[float], concurrency: int,
-                     reference: dict[str, float] | None) -> FidelityFigures:
-    """``runs``: genome -> top-1 per seed; ``reference``: genome -> mean top-1 at the reference."""
+                     costs: dict[str, tuple[float, float]],
+                     reference: dict[str, list[float]] | None = None) -> FidelityFigures:
+    """``runs``: genome -> top-1 per seed, in seed order; ``costs``: genome -> (MACs, params);
+    ``reference``: the reference's runs (None for the reference itself)."""
     means = {g: statistics.fmean(v) for g, v in runs.items() if v}
     repeated = [v for v in runs.values() if len(v) >= 2]
     df = sum(len(v) - 1 for v in repeated)
     sigma = math.sqrt(sum(statistics.variance(v) * (len(v) - 1) for v in repeated) / df) if df else None
     per_training = statistics.fmean(seconds) if seconds else float("nan")
     figures = FidelityFigures(fidelity, len(means), per_training, SEARCH_TRAININGS * per_training / max(1, concurrency) / 60,
-                              sigma, df, statistics.pstdev(means.values()) if len(means) > 1 else 0.0)
-    if reference is not None:
-        shared = sorted(set(means) & set(reference))
-        if len(shared) >= 3:
-            x, y = [means[g] for g in shared], [reference[g] for g in shared]
-            figures.tau, figures.tau_interval = kendall_tau(x, y), bootstrap_interval(kendall_tau, x, y)
-            figures.rho, figures.rho_interval = spearman_rho(x, y), bootstrap_interval(spearman_rho, x, y)
-            figures.top5_overlap = top_k_overlap({g: means[g] for g in shared}, {g: reference[g] for g in shared})
+                              sigma, df, statistics.pstdev(means.values()) if len(means) > 1 else 0.0,
+                              between_genome=between_genome_signal(runs, costs))
+    if reference is None:
+        figures.ceiling_and_baselines = CeilingAndBaselines.of({g: runs[g] for g in means}, costs)
+        return figures
+    reference_means = {g: statistics.fmean(v) for g, v in reference.items() if v}
+    shared = sorted(set(means) & set(reference_means))
+    if len(shared) >= 3:
+        x, y = [means[g] for g in shared], [reference_means[g] for g in shared]
+        figures.tau, figures.tau_interval = kendall_tau(x, y), bootstrap_interval(kendall_tau, x, y)
+        figures.rho, figures.rho_interval = spearman_rho(x, y), bootstrap_interval(spearman_rho, x, y)
+        figures.top5_overlap = top_k_overlap({g: means[g] for g in shared}, {g: reference_means[g] for g in shared})
+        figures.ceiling_and_baselines = CeilingAndBaselines.of({g: reference[g] for g in shared}, costs)
     return figures
 
 
 def recommend(candidates: list[FidelityFigures], min_tau: float) -> FidelityFigures | None:
-    """The cheapest candidate whose τ lower bound reaches ``min_tau``; None if none does."""
-    qualified = [c for c in candidates if c.tau_interval is not None and c.tau_interval[0] >= min_tau]
+    """The cheapest candidate whose τ lower bound reaches ``min_tau`` and whose τ is above the τ
+    of ranking by MACs and by params (a ranking no better than the costs is not worth a training);
+    None if none is."""
+    qualified = [c for c in candidates if c.reaches(min_tau) and not c.not_above_baselines()]
     return min(qualified, key=lambda c: c.seconds_per_training, default=None)
 
 
@@ -241,13 +233,15 @@ def plan(study: optuna.Study, fidelities: list[str], panel: list[Genome], seeds:
 
 
 def collect(study: optuna.Study) -> dict[str, dict[str, Any]]:
-    """fidelity -> {"runs": genome -> [top-1 per seed], "seconds": [...]} from COMPLETE trials."""
+    """fidelity -> {"runs": genome -> [top-1 per seed, in seed order], "seconds": [...]} from COMPLETE trials."""
     out: dict[str, dict[str, Any]] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         entry = out.setdefault(trial.user_attrs["fidelity"], {"runs": {}, "seconds": []})
-        entry["runs"].setdefault(trial.user_attrs["genome"], []).append(trial.values[0])
+        entry["runs"].setdefault(trial.user_attrs["genome"], []).append((trial.user_attrs["seed"], trial.values[0]))
         if trial.user_attrs.get("seconds") is not None:
             entry["seconds"].append(float(trial.user_attrs["seconds"]))
+    for entry in out.values():
+        entry["runs"] = {g: [value for _, value in sorted(runs)] for g, runs in entry["runs"].items()}
     return out
 
 
@@ -263,14 +257,15 @@ class Calibration:
                 "recommended": self.recommended.fidelity if self.recommended else None, "min_tau": self.min_tau}
 
 
-def analyse(study: optuna.Study, candidates: list[str], reference: str, concurrency: int, min_tau: float) -> Calibration:
+def analyse(study: optuna.Study, candidates: list[str], reference: str, concurrency: int, min_tau: float,
+            num_classes: int) -> Calibration:
     data = collect(study)
     empty = {"runs": {}, "seconds": []}
+    costs = genome_costs({g for entry in data.values() for g in entry["runs"]}, num_classes)
     ref_data = data.get(reference, empty)
-    ref = fidelity_figures(reference, ref_data["runs"], ref_data["seconds"], concurrency, None)
-    ref_means = {g: statistics.fmean(v) for g, v in ref_data["runs"].items() if v}
-    figures = [fidelity_figures(f, data.get(f, empty)["runs"], data.get(f, empty)["seconds"], concurrency, ref_means)
-               for f in candidates]
+    ref = fidelity_figures(reference, ref_data["runs"], ref_data["seconds"], concurrency, costs)
+    figures = [fidelity_figures(f, data.get(f, empty)["runs"], data.get(f, empty)["seconds"], concurrency, costs,
+                                ref_data["runs"]) for f in candidates]
     return Calibration(ref, figures, recommend(figures, min_tau), min_tau)
 
 
@@ -283,11 +278,48 @@ def _interval(value: float | None, interval: tuple[float, float] | None) -> str:
     return f"{value:+.2f} [{interval[0]:+.2f}, {interval[1]:+.2f}]"
 
 
+def yardstick_line(figures: FidelityFigures) -> str:
+    """The second line of a fidelity: the ceiling and cost baselines its τ is read against, and
+    whether its genome means differ beyond seed noise at all."""
+    parts = []
+    if figures.ceiling_and_baselines is not None:
+        parts += [figures.ceiling_and_baselines.describe_ceiling(), figures.ceiling_and_baselines.describe_baselines()]
+    signal = figures.between_genome
+    parts.append(signal.describe() + (": it reaches 0, the placements are not told apart at this fidelity"
+                                      if signal.std is not None and not signal.resolved else ""))
+    return "    " + "; ".join(parts)
+
+
+def verdict_lines(result: Calibration) -> list[str]:
+    """A line per candidate refused for ranking no better than the costs, then the recommendation."""
+    lines = []
+    refused = [c for c in result.candidates if c.reaches(result.min_tau) and c.not_above_baselines()]
+    for c in refused:
+        baselines = " and ".join(f"by {name} ({b.value:+.2f})" for name, b in c.not_above_baselines().items())
+        lines.append(f"{c.fidelity} is not recommended: its τ {c.tau:+.2f} is not above ranking {baselines}, "
+                     f"which needs no training")
+    if result.recommended is not None:
+        lines.append(f"recommended: {result.recommended.fidelity}, the cheapest whose τ lower bound reaches "
+                     f"{result.min_tau} ({result.recommended.tau_interval[0]:+.2f}) and whose τ is above ranking by "
+                     f"MACs and by params")
+    elif refused:
+        lines.append(f"no candidate is recommended: those whose τ lower bound reaches {result.min_tau} rank no better "
+                     f"than MACs/params; rank by cost, or try longer fidelities, more seeds or a larger panel")
+    else:
+        bounds = [(c.tau_interval[0], c.fidelity) for c in result.candidates if c.tau_interval is not None]
+        best = f" (the best is {max(bounds)[1]}'s {max(bounds)[0]:.3f})" if bounds else ""
+        lines.append(f"no candidate's τ lower bound reaches {result.min_tau}{best}: none ranks like "
+                     f"{result.reference.fidelity} with confidence; try longer fidelities, more seeds or a larger panel")
+    return lines
+
+
 def summary_lines(result: Calibration) -> list[str]:
+    """The reference, then a row per candidate with its yardsticks below it, then the verdict."""
     ref = result.reference
     sigma = lambda f: "-" if f.sigma is None else f"{f.sigma:.2f}"  # noqa: E731
     lines = [f"reference {ref.fidelity}: {ref.genomes} genomes, {ref.seconds_per_training:.1f} s per training, "
              f"seed σ {sigma(ref)} pp, spread of genome means {ref.spread:.2f} pp",
+             yardstick_line(ref),
              f"{'fidelity':<34} {'s/training':>10} {'200-training search':>20} {'σ pp':>6} {'spread pp':>9} "
              f"{'Kendall τ [90% CI]':>22} {'Spearman ρ [90% CI]':>22} {'top-5':>5}"]
     for f in result.candidates:
@@ -295,15 +327,18 @@ def summary_lines(result: Calibration) -> list[str]:
         lines.append(f"{f.fidelity:<34} {f.seconds_per_training:>10.1f} {f'{f.search_minutes:.0f} min':>20} {sigma(f):>6} "
                      f"{f.spread:>9.2f} {_interval(f.tau, f.tau_interval):>22} {_interval(f.rho, f.rho_interval):>22} "
                      f"{overlap:>5}")
-    if result.recommended is None:
-        bounds = [(c.tau_interval[0], c.fidelity) for c in result.candidates if c.tau_interval is not None]
-        best = f" (the best is {max(bounds)[1]}'s {max(bounds)[0]:.3f})" if bounds else ""
-        lines.append(f"no candidate's τ lower bound reaches {result.min_tau}{best}: none ranks like {ref.fidelity} "
-                     f"with confidence; try longer fidelities, more seeds or a larger panel")
-    else:
-        lines.append(f"recommended: {result.recommended.fidelity}, the cheapest whose τ lower bound reaches "
-                     f"{result.min_tau} ({result.recommended.tau_interval[0]:+.2f})")
-    return lines
+        lines.append(yardstick_line(f))
+    return lines + verdict_lines(result)
+
+
+def _yardstick_columns(figures: FidelityFigures) -> dict[str, str]:
+    yardsticks, signal = figures.ceiling_and_baselines, figures.between_genome
+    shown = lambda c: "-" if c is None else c.describe()  # noqa: E731
+    return {"ceiling τ [90% CI]": shown(yardsticks and yardsticks.ceiling),
+            "MACs τ [90% CI]": shown(yardsticks and yardsticks.macs),
+            "params τ [90% CI]": shown(yardsticks and yardsticks.params),
+            "between-genome std (pp) [95% CI]": "-" if signal.std is None
+            else f"{signal.std:.2f} [{signal.low:.2f}, {signal.high:.2f}]"}
 
 
 def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
@@ -323,6 +358,13 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
             error_y={"type": "data", "symmetric": False,
                      "array": [getattr(f, interval)[1] - getattr(f, value) for f in rows],
                      "arrayminus": [getattr(f, value) - getattr(f, interval)[0] for f in rows]})
+    for name, pick, symbol in (("ceiling (reference split-half τ)", lambda y: y.ceiling, "line-ew-open"),
+                               ("best cost baseline τ", lambda y: max((b for b in y.baselines.values() if b is not None),
+                                                                       key=lambda b: b.value, default=None), "x")):
+        marks = [(f.seconds_per_training, pick(f.ceiling_and_baselines)) for f in rows]
+        marks = [(x, c) for x, c in marks if c is not None]
+        figure.add_scatter(x=[x for x, _ in marks], y=[c.value for _, c in marks], mode="markers", name=name,
+                           marker={"symbol": symbol, "size": 14, "line": {"width": 2}})
     figure.add_hline(y=result.min_tau, line_dash="dash", annotation_text=f"--min-tau {result.min_tau}")
     figure.update_layout(title=f"Rank agreement with {result.reference.fidelity} against cost (90% bootstrap intervals)",
                          xaxis_title="seconds per training", yaxis_title="rank correlation", xaxis_type="log",
@@ -333,11 +375,12 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
              f"{SEARCH_TRAININGS}-training search (min)": f.search_minutes, "seed σ (pp)": f.sigma,
              "spread of means (pp)": f.spread, "Kendall τ [90% CI]": _interval(f.tau, f.tau_interval),
              "Spearman ρ [90% CI]": _interval(f.rho, f.rho_interval),
-             "top-5 overlap": None if f.top5_overlap is None else f"{f.top5_overlap:.0%}"}
+             "top-5 overlap": None if f.top5_overlap is None else f"{f.top5_overlap:.0%}",
+             **_yardstick_columns(f)}
             for f in [*result.candidates, result.reference]]
-    lines = summary_lines(result)
     table = (pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-")
-             + f"<p>{lines[0]}</p><p><b>{lines[-1]}</b></p>")
+             + "".join(f"<p>{line}</p>" for line in summary_lines(result)[:2])
+             + "".join(f"<p><b>{line}</b></p>" for line in verdict_lines(result)))
     html_path.write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Fidelity calibration</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -453,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     for candidate in oneshot:
         score_panel_oneshot(study, candidate, panel, seeds, space, data, num_classes, args.val_fraction, study_dir)
-    result = analyse(study, candidates, reference, concurrency, args.min_tau)
+    result = analyse(study, candidates, reference, concurrency, args.min_tau, num_classes)
     files = write_outputs(result, study_dir, f"{space.name} on {data}")
     print("\n".join(summary_lines(result)))
     if result.recommended is not None:

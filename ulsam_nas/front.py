@@ -6,16 +6,25 @@ training; a genome's top-1 is the mean of its COMPLETE seeds, kept with their st
 (``GenomeStats``). The seed noise σ is the pooled within-genome std over genomes with at least
 two seeds (``SeedNoise``).
 
-Genome A *clearly dominates* B when every cost of A is no worse than B's, values within the
-cost's relative tolerance (``--cost-tolerance``, default 1%, or the objective's own) counting as
-equal, and A's mean top-1 is above B's by more than 1.96 standard errors of the difference
-(Welch: each genome's own variance over its seeds, the pooled σ² where it has fewer than two).
-The front is every genome that no genome clearly dominates.
+Genome A *clearly dominates* B when every cost of A is no worse than B's (values within the
+cost's relative tolerance, ``--cost-tolerance``, default 1%, or the objective's own, count as
+equal) and A's mean top-1 is above B's by more than a simultaneous bound: t(1 - 0.05/m, df)
+standard errors of the difference, where m is the number of genomes that cost no more than B,
+σ is pooled over the study and df its degrees of freedom. Whatever the true means, the chance
+that B is called dominated although none of those m genomes is truly better is at most 5%
+(Bonferroni over the m one-sided comparisons, which is also Holm's first step). The front is
+every genome that no genome clearly dominates; with no repeat yet (σ unmeasured) no genome is
+called dominated.
 Paper configurations get one of three verdicts: on the front (no genome beats it, even by
-mean), within noise of a front genome (beaten by mean, not beyond noise), or clearly dominated.
+mean), within noise of a front genome (beaten by mean, not beyond the bound), or clearly
+dominated.
 
-Optuna's own per-trial front (what optuna-dashboard shows) counts every difference; this one
-does not, and it is what the summary, the report, the pick rules and export use.
+The signal beside the noise: the between-genome std of true top-1, a random-effects variance
+component of the genome means (``between_genome``: Paule-Mandel estimate, Q-profile 95%
+interval with F quantiles for the estimated σ). When its interval reaches 0 the placements are not told apart at
+this fidelity and the front rests on the costs. The means the product names as winners (the
+front's order, the knee, ``pick``) are shrunk toward the grand mean by that model (empirical
+Bayes), so that the best of many noisy means does not carry its winner's curse.
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ from dataclasses import dataclass
 
 import optuna
 import pandas as pd
+from scipy import optimize
+from scipy import stats as distributions
 
 from .objectives import Selection
 
-Z = 1.96  # two-sided 95%
+ALPHA = 0.05  # the chance of a false "clearly dominated" per genome, over all the comparisons it makes
 COST_TOLERANCE = 0.01
 
 
@@ -59,14 +70,9 @@ class GenomeStats:
         mean = self.mean
         return math.sqrt(sum((x - mean) ** 2 for x in self.scores) / (self.n - 1))
 
-    def variance(self, sigma: float) -> float:
-        """Variance of one seed's top-1: the genome's own, or σ² with fewer than two seeds."""
-        std = self.std
-        return std * std if std is not None else sigma * sigma
-
-    def ci95(self, sigma: float) -> float:
-        """Half-width of the 95% confidence interval of the mean (normal approximation)."""
-        return Z * math.sqrt(self.variance(sigma) / self.n)
+    def ci95(self, noise: SeedNoise) -> float | None:
+        """Half-width of the 95% confidence interval of the mean (pooled σ, t quantile); None while σ is unmeasured."""
+        return noise.quantile(0.975) * noise.sigma / math.sqrt(self.n) if noise.measured else None
 
 
 def trial_seed(trial: optuna.trial.FrozenTrial) -> int:
@@ -101,14 +107,18 @@ class SeedNoise:
     def measured(self) -> bool:
         return self.df > 0
 
+    def quantile(self, level: float) -> float:
+        """Student's t quantile at ``level`` with this σ's degrees of freedom (infinite while unmeasured)."""
+        return float(distributions.t.ppf(level, self.df)) if self.measured else math.inf
+
     @property
     def resolution(self) -> float:
-        """Two single runs closer than this are not told apart (1.96 x the std of a difference)."""
-        return Z * math.sqrt(2) * self.sigma
+        """Two single runs closer than this are not told apart by one 95% test (t x the std of a difference)."""
+        return self.quantile(0.975) * math.sqrt(2) * self.sigma
 
     def describe(self) -> str:
         if not self.measured:
-            return "seed noise not measured yet (no genome has two seeds): every difference counts"
+            return "seed noise not measured yet (no genome has two seeds): no genome is called dominated"
         return (f"seed noise σ = {self.sigma:.2f} pp (df {self.df}, {self.genomes} genomes with repeats): "
                 f"single runs closer than {self.resolution:.1f} pp are not told apart")
 
@@ -122,6 +132,81 @@ def seed_noise(stats: list[GenomeStats]) -> SeedNoise:
     return SeedNoise(math.sqrt(pooled), df, len(repeated))
 
 
+@dataclass(frozen=True)
+class Signal:
+    """The between-genome std of true top-1 (pp) with its 95% interval, over ``genomes`` genomes,
+    and the precision-weighted grand mean the genome means are shrunk toward. ``std`` is None
+    while it cannot be estimated (σ unmeasured, or fewer than three genomes)."""
+
+    std: float | None
+    low: float
+    high: float
+    genomes: int
+    center: float
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the interval excludes 0: the genomes differ beyond seed noise."""
+        return self.std is not None and self.low > 0
+
+    def describe(self) -> str:
+        if self.std is None:
+            return "between-genome std not measurable yet (needs σ and three genomes)"
+        return f"between-genome std {self.std:.1f} pp, 95% CI {self.low:.1f} to {self.high:.1f}"
+
+    def verdict(self, noise: SeedNoise) -> str:
+        """One sentence on whether the placements are told apart, for the summary and the report."""
+        if self.std is None:
+            return f"the signal beyond noise is not measured yet: {self.describe()}"
+        figures = f"{self.describe()}, seed σ {noise.sigma:.1f} pp, {self.genomes} genomes"
+        if self.resolved:
+            return f"the placements differ beyond seed noise ({figures})"
+        return f"at this fidelity the placements are not told apart ({figures}); the front rests on the costs"
+
+    def shrink(self, stats: GenomeStats, noise: SeedNoise) -> float:
+        """The genome's mean shrunk toward ``center`` by the random-effects model (empirical Bayes):
+        weight std² / (std² + σ²/n) on its own mean."""
+        if self.std is None:
+            return stats.mean
+        within = noise.sigma ** 2 / stats.n
+        total = self.std ** 2 + within
+        return stats.mean if total == 0 else self.center + self.std ** 2 / total * (stats.mean - self.center)
+
+
+def between_genome(stats: list[GenomeStats], noise: SeedNoise) -> Signal:
+    """The between-genome variance component of the genome means, each with variance
+    τ² + σ²/n: Paule-Mandel's τ² (the generalised Q statistic at its expected k - 1) and the
+    Q-profile 95% interval, Q at the F(k - 1, df) quantiles, since σ² is itself estimated."""
+    count = len(stats)
+    if not noise.measured or count < 3:
+        return Signal(None, 0.0, 0.0, count, sum(s.mean for s in stats) / count if count else math.nan)
+    means = [s.mean for s in stats]
+    within = [noise.sigma ** 2 / s.n for s in stats]
+
+    def q_and_center(tau2: float) -> tuple[float, float]:
+        weights = [1.0 / (tau2 + v) for v in within]
+        center = sum(w * y for w, y in zip(weights, means)) / sum(weights)
+        return sum(w * (y - center) ** 2 for w, y in zip(weights, means)), center
+
+    def solve(target: float) -> float:
+        """The τ² where Q falls to ``target`` (Q decreases in τ²); 0 when Q(0) is already below it."""
+        if q_and_center(0.0)[0] <= target:
+            return 0.0
+        high = max(max(means) - min(means), 1e-6) ** 2
+        while q_and_center(high)[0] > target:
+            high *= 4
+        return optimize.brentq(lambda tau2: q_and_center(tau2)[0] - target, 0.0, high, xtol=1e-10)
+
+    # At the true τ², Q / (k - 1) is a χ²(k - 1) / (k - 1) over σ's own estimate, σ̂²/σ², a
+    # χ²(df) / df: an F(k - 1, df) variate. Its quantiles (not χ²'s) keep the interval's coverage
+    # when σ is estimated from a few dozen repeats.
+    between_df = count - 1
+    estimate = solve(between_df)
+    low = solve(between_df * float(distributions.f.ppf(0.975, between_df, noise.df)))
+    high = solve(between_df * float(distributions.f.ppf(0.025, between_df, noise.df)))
+    return Signal(math.sqrt(estimate), math.sqrt(low), math.sqrt(high), count, q_and_center(estimate)[1])
+
+
 def _tied(x: float, y: float, tolerance: float) -> bool:
     return abs(x - y) <= tolerance * max(abs(x), abs(y))
 
@@ -131,19 +216,6 @@ def costs_no_worse(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool
     tolerance counting as equal."""
     return all(not o.better(y, x) or _tied(x, y, selection.tolerance(o))
                for o, x, y in zip(selection.computed, a.costs, b.costs))
-
-
-def margin(a: GenomeStats, b: GenomeStats, sigma: float) -> tuple[float, float]:
-    """(mean top-1 of a minus b, 1.96 standard errors of that difference; Welch)."""
-    error = Z * math.sqrt(a.variance(sigma) / a.n + b.variance(sigma) / b.n)
-    return a.mean - b.mean, error
-
-
-def clearly_dominates(a: GenomeStats, b: GenomeStats, sigma: float, selection: Selection) -> bool:
-    if a.genome == b.genome or not costs_no_worse(a, b, selection):
-        return False
-    difference, error = margin(a, b, sigma)
-    return difference > error
 
 
 def dominates_by_mean(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool:
@@ -158,37 +230,50 @@ def dominates_by_mean(a: GenomeStats, b: GenomeStats, selection: Selection) -> b
 @dataclass(frozen=True)
 class Verdict:
     """Where a genome stands: ``front``, ``within-noise`` (of genome ``other``) or ``dominated``
-    (by ``other``, by ``difference`` ± ``error`` pp at no worse cost)."""
+    (by ``other``, by ``difference`` pp, beyond the simultaneous ``bound`` over ``comparisons``
+    genomes of no worse cost)."""
 
     kind: str
     other: GenomeStats | None = None
     difference: float = 0.0
-    error: float = 0.0
+    bound: float = 0.0
+    comparisons: int = 0
 
     def describe(self) -> str:
         if self.kind == "front":
             return "on the front"
         name = f"{self.other.genome}" + (f" ({self.other.label})" if self.other.label else "")
         if self.kind == "within-noise":
-            return f"within noise of front genome {name} ({self.difference:+.1f} ± {self.error:.1f} pp)"
-        return f"clearly dominated by {name} (by {self.difference:.1f} ± {self.error:.1f} pp at no worse cost)"
+            bound = "σ not measured" if math.isinf(self.bound) else f"bound {self.bound:.1f}"
+            return f"within noise of front genome {name} ({self.difference:+.1f} pp, {bound})"
+        return (f"clearly dominated by {name} (by {self.difference:.1f} pp at no worse cost, beyond the {self.bound:.1f} pp "
+                f"bound that holds the error to 5% over {self.comparisons} genome{'s' if self.comparisons != 1 else ''} "
+                f"of no worse cost)")
 
 
 @dataclass(frozen=True)
 class Front:
-    """The genomes of a study, the seed noise and the front beyond it."""
+    """The genomes of a study, the seed noise, the signal beyond it and the front."""
 
     stats: list[GenomeStats]
     noise: SeedNoise
-    members: list[GenomeStats]  # the front, best mean top-1 first
+    signal: Signal
+    members: list[GenomeStats]  # the front, best shrunk mean top-1 first
     selection: Selection
+    rivals: dict[str, list[GenomeStats]]  # genome -> the other genomes that cost no more
+    critical: dict[str, float]  # genome -> t(1 - ALPHA/m, df), m its rivals: the bound in standard errors
 
     @classmethod
     def of(cls, stats: list[GenomeStats], selection: Selection) -> Front:
         noise = seed_noise(stats)
-        members = [b for b in stats if not any(clearly_dominates(a, b, noise.sigma, selection) for a in stats)]
-        members.sort(key=lambda s: (-s.mean, s.costs, s.trial))
-        return cls(stats, noise, members, selection)
+        rivals = {b.genome: [a for a in stats if a.genome != b.genome and costs_no_worse(a, b, selection)] for b in stats}
+        quantiles: dict[int, float] = {}
+        for count in {len(r) for r in rivals.values()}:
+            quantiles[count] = noise.quantile(1 - ALPHA / max(count, 1))
+        critical = {genome: quantiles[len(r)] for genome, r in rivals.items()}
+        front = cls(stats, noise, between_genome(stats, noise), [], selection, rivals, critical)
+        members = sorted((b for b in stats if not front.dominators(b)), key=lambda s: (-front.estimate(s), s.costs, s.trial))
+        return cls(stats, noise, front.signal, members, selection, rivals, critical)
 
     @classmethod
     def of_study(cls, study: optuna.Study) -> Front:
@@ -199,19 +284,47 @@ class Front:
         """A genome's point in study order, top-1 as its mean over seeds."""
         return self.selection.values(stats.mean, stats.costs)
 
+    def shrunk_values(self, stats: GenomeStats) -> list[float]:
+        """A genome's point in study order, top-1 as its shrunk mean (``estimate``): what picks and the knee compare."""
+        return self.selection.values(self.estimate(stats), stats.costs)
+
+    def estimate(self, stats: GenomeStats) -> float:
+        """The genome's mean top-1 shrunk toward the study's (``Signal.shrink``): what a winner is named with."""
+        return self.signal.shrink(stats, self.noise)
+
     def contains(self, stats: GenomeStats) -> bool:
         return any(m.genome == stats.genome for m in self.members)
 
+    def margin(self, a: GenomeStats, b: GenomeStats) -> tuple[float, float]:
+        """(mean top-1 of a minus b, the simultaneous bound that difference must pass for a to clearly dominate b)."""
+        if not self.noise.measured:
+            return a.mean - b.mean, math.inf
+        return a.mean - b.mean, self.critical[b.genome] * self.noise.sigma * math.sqrt(1 / a.n + 1 / b.n)
+
+    def dominators(self, stats: GenomeStats) -> list[GenomeStats]:
+        """The genomes that clearly dominate ``stats``."""
+        clear = []
+        for rival in self.rivals.get(stats.genome, ()):
+            difference, bound = self.margin(rival, stats)
+            if difference > bound:
+                clear.append(rival)
+        return clear
+
+    def contenders(self) -> list[GenomeStats]:
+        """The front by mean: the genomes no genome beats by mean at no worse cost (noise aside).
+        Their means decide what the front shows, so their repeats come first (``ledger``)."""
+        return [b for b in self.stats if not any(dominates_by_mean(a, b, self.selection) for a in self.rivals.get(b.genome, ()))]
+
     def verdict(self, stats: GenomeStats) -> Verdict:
-        sigma = self.noise.sigma
-        dominators = [a for a in self.stats if clearly_dominates(a, stats, sigma, self.selection)]
+        dominators = self.dominators(stats)
+        comparisons = len(self.rivals.get(stats.genome, ()))
         if dominators:
-            best = max(dominators, key=lambda a: (self.contains(a), margin(a, stats, sigma)[0]))
-            return Verdict("dominated", best, *margin(best, stats, sigma))
+            best = max(dominators, key=lambda a: (self.contains(a), self.margin(a, stats)[0]))
+            return Verdict("dominated", best, *self.margin(best, stats), comparisons)
         beaters = [a for a in self.members if dominates_by_mean(a, stats, self.selection)]
         if beaters:
             best = max(beaters, key=lambda a: a.mean)
-            return Verdict("within-noise", best, *margin(best, stats, sigma))
+            return Verdict("within-noise", best, *self.margin(best, stats), comparisons)
         return Verdict("front")
 
     def by_genome(self) -> dict[str, GenomeStats]:
@@ -222,16 +335,16 @@ def genome_row(stats: GenomeStats, front: Front) -> dict:
     std, name = stats.std, front.selection.trained.name
     return {
         "genome": stats.genome, "label": stats.label, f"{name}_mean": stats.mean, f"{name}_std": std,
-        f"{name}_ci95": stats.ci95(front.noise.sigma) if (std is not None or front.noise.measured) else None,
+        f"{name}_ci95": stats.ci95(front.noise), f"{name}_shrunk": front.estimate(stats),
         "seeds": stats.n, **{o.column: v / o.scale for o, v in zip(front.selection.computed, stats.costs)},
         "first_trial": stats.trial, "verdict": front.verdict(stats).describe(),
     }
 
 
 def genome_columns(selection: Selection) -> list[str]:
-    """E.g. genome, label, top1_mean, top1_std, top1_ci95, seeds, macs_M, params_M, first_trial, verdict."""
+    """E.g. genome, label, top1_mean, top1_std, top1_ci95, top1_shrunk, seeds, macs_M, params_M, first_trial, verdict."""
     name = selection.trained.name
-    return ["genome", "label", f"{name}_mean", f"{name}_std", f"{name}_ci95", "seeds",
+    return ["genome", "label", f"{name}_mean", f"{name}_std", f"{name}_ci95", f"{name}_shrunk", "seeds",
             *(o.column for o in selection.computed), "first_trial", "verdict"]
 
 

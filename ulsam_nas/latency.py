@@ -56,10 +56,9 @@ from torch import nn
 
 from .backbones import get_backbone
 from .backbones.base import LayerSpec
-from .calibrate import random_genomes
 from .genome import INSERT, Genome, Placement
 from .layers import init_weights
-from .spaces import SearchSpace
+from .spaces import SearchSpace, random_genomes
 from .ulsam import ULSAM
 
 RESOLUTION = 224

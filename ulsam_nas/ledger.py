@@ -11,13 +11,15 @@ which trial, what to train next. Ray-free; ``tune.py`` is the Ray side that call
   ``base + k`` (``base`` is the study's ``--seed``); a (genome, seed) already COMPLETE is reused,
   never trained twice, and one being trained is waited for.
 - **What next** (``Ledger.next_step``): repeats first, for every *contender* (a genome on the
-  front beyond noise, see ``front.py``) with fewer than K seeds; then a new genome from the
+  front by mean, see ``Front.contenders``) with fewer than K seeds; then a new genome from the
   sampler while the rest of the budget can still confirm it and the genomes in flight; then
-  wait for the trainings in flight; at the very end, repeats for the genomes nearest the front.
+  wait for the trainings in flight; at the very end, repeats for the undecided genomes nearest
+  the front (beaten by mean, not clearly). A clearly dominated genome is settled: no repeat.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import warnings
@@ -29,7 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .front import Front, GenomeStats, clearly_dominates, margin
+from .front import Front, GenomeStats, dominates_by_mean
 from .genome import Genome
 from .objectives import Selection
 from .spaces import SearchSpace
@@ -294,7 +296,7 @@ class Ledger:
     def next_step(self, remaining: int) -> Repeat | str:
         """What to train next with ``remaining`` trials of the budget not yet finished or in
         flight: a ``Repeat``, ``SAMPLE`` (ask the sampler) or ``WAIT`` (for results in flight)."""
-        under = [m for m in self.front.members if len(self.seeds_claimed(m.genome)) < self.repeats]
+        under = [m for m in self.front.contenders() if len(self.seeds_claimed(m.genome)) < self.repeats]
         if under:  # fewest seeds first, then the better mean
             return self._repeat(min(under, key=lambda m: (len(self.seeds_claimed(m.genome)), -m.mean)).genome)
         # A new genome may need K - 1 repeats, as may each first training in flight; and a
@@ -304,17 +306,20 @@ class Ledger:
             return SAMPLE
         if self.in_flight:
             return WAIT
-        near = self._nearest_outside()
+        near = self._nearest_undecided()
         return self._repeat(near.genome) if near is not None else SAMPLE
 
-    def _nearest_outside(self) -> GenomeStats | None:
-        """The genome off the front, with fewer than K seeds, that is dominated by the least
-        margin beyond noise: its next seed is the likeliest to change the front."""
-        front, sigma = self.front, self.front.noise.sigma
-        outside = [s for s in front.stats if not front.contains(s) and len(self.seeds_claimed(s.genome)) < self.repeats]
+    def _nearest_undecided(self) -> GenomeStats | None:
+        """The genome beaten by mean but not clearly (its verdict a seed could change), with fewer
+        than K seeds, that is nearest the front by mean in standard errors. A genome already
+        clearly dominated is settled: a repeat would not change what the front says."""
+        front = self.front
+        contenders = {c.genome for c in front.contenders()}
+        undecided = [s for s in front.stats if s.genome not in contenders and not front.dominators(s)
+                     and len(self.seeds_claimed(s.genome)) < self.repeats]
 
-        def excess(stats: GenomeStats) -> float:
-            dominators = [a for a in front.stats if clearly_dominates(a, stats, sigma, front.selection)]
-            return min((d - e for d, e in (margin(a, stats, sigma) for a in dominators)), default=0.0)
+        def gap(stats: GenomeStats) -> float:
+            beaters = [a for a in front.rivals[stats.genome] if dominates_by_mean(a, stats, front.selection)]
+            return max((d / e if e > 0 else math.inf) for d, e in (front.margin(a, stats) for a in beaters))
 
-        return min(outside, key=lambda s: (excess(s), s.trial), default=None)
+        return min(undecided, key=lambda s: (gap(s), s.trial), default=None)

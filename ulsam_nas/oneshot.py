@@ -12,14 +12,18 @@ are confirmed by standalone training, and the study says how far the one-shot ra
    until it holds ``--budget`` finished trials. Paper configurations are scored first. Costs and
    ``--max-NAME`` limits are those of a standalone search.
 3. **Confirmation.** The top ``--confirm`` genomes of the one-shot ranking (non-dominated
-   sorting on the one-shot score and the costs, best score first within a front) train
-   standalone with ``--repeats`` seeds, and every paper configuration with one, into the search
-   study itself (``score_source=standalone``). The front, the picks, the report and export read
-   that study: confirmed values only.
+   sorting on the one-shot score and the costs, best score first within a front), every paper
+   configuration, and ``--confirm-panel`` random genomes of the space train standalone into the
+   search study itself (``score_source=standalone``). The top genomes get ``--repeats`` seeds,
+   the others one; with a random panel every one of them gets at least ``PANEL_SEEDS``, which
+   the ceiling below needs. The front, the picks, the report and export read that study:
+   confirmed values only.
 4. **Honesty.** Kendall τ and Spearman ρ between one-shot scores and standalone means over the
-   genomes trained, with bootstrap 90% intervals, are printed and stored on the study
-   (``oneshot``); a τ interval that includes 0 prints a warning (Yu et al. 2020 found
-   weight-sharing rankings close to random).
+   genomes trained (the random panel scored by the supernet too), with bootstrap 90% intervals,
+   beside the ceiling (split-half τ of the standalone means) and the τ of ranking by MACs and by
+   params, are printed and stored on the study (``oneshot``). A τ interval that includes 0 prints
+   a warning (Yu et al. 2020 found weight-sharing rankings close to random), and so does a τ not
+   above ranking by MACs or params.
 
 One driver per study in this mode: the one-shot study's leftover RUNNING trials are closed when
 it starts.
@@ -41,13 +45,16 @@ from ray import tune
 from .agreement import RankAgreement
 from .data.cache import cache_key
 from .front import Front
+from .genome import Genome
 from .ledger import close_interrupted, make_sampler, open_study
 from .objectives import Context, Selection, over_limit
 from .schedulers import nondominated_fronts
+from .spaces import SearchSpace, random_genomes
 from .studies import StudyLock, open_storage
 from .tune import SearchConfig, open_search_study, search_identity, train_plan
 
 SUPERNET_EPOCH_FACTOR = 4
+PANEL_SEEDS = 2  # seeds of every genome of the agreement's panel: the split-half ceiling needs two
 ONESHOT_SUFFIX = "-oneshot"
 PROGRESS_SECONDS = 5.0
 
@@ -176,12 +183,62 @@ def oneshot_ranking(study: optuna.Study, selection: Selection) -> list[tuple[str
     return [(g, selection.split(best[g])[0]) for g in order]
 
 
+# -- 3. confirmation and agreement ------------------------------------------------------------------------------
+
+
+def space_size(space: SearchSpace) -> int:
+    """How many distinct genomes the space holds (a kept layer's group count is no choice)."""
+    size = len(space.width_mults)
+    for layer in space.layers:
+        choice = space.choice(layer)
+        placing = [a for a in choice.actions if a != "keep"]
+        size *= ("keep" in choice.actions) + len(placing) * len(choice.groups)
+    return size
+
+
+def random_panel(config: SearchConfig, count: int, exclude: set[str], selection: Selection,
+                 context: Context) -> list[Genome]:
+    """Up to ``count`` random genomes of the space (``spaces.random_genomes``, seeded by the
+    search's seed), none of ``exclude`` and none over a ``--max-NAME`` limit; fewer only when the
+    space holds fewer."""
+    space = config.space
+    skip = {Genome.from_string(g) for g in exclude}
+    left = space_size(space) - sum(space.contains(g) for g in skip)
+    panel: list[Genome] = []
+    while len(panel) < count and left > 0:
+        try:
+            drawn = random_genomes(space, min(count - len(panel), left), config.seed, skip)
+        except ValueError:  # it gives up after 100 draws a genome: the few genomes left are hard to hit
+            break
+        skip.update(drawn)
+        left -= len(drawn)
+        panel += [g for g in drawn if not over_limit(selection.costs(g, context, config.limits), config.limits)]
+    return panel
+
+
+def measure_agreement(front: Front, scores: dict[str, float], scorer, context: Context) -> RankAgreement:
+    """One-shot scores against the standalone means of every genome the study trained, with the
+    ceiling and cost baselines of those means. Genomes the exploration never scored (the random
+    panel) are scored here."""
+    scores = dict(scores)
+    for stats in front.stats:
+        if stats.genome not in scores:
+            scores[stats.genome] = scorer(Genome.from_string(stats.genome))
+    runs = {s.genome: [score for _, score in sorted(zip(s.seeds, s.scores))] for s in front.stats}
+    costs = {g: (float(cost.macs), float(cost.params)) for g, cost in
+             ((g, context.cost(Genome.from_string(g))) for g in runs)}
+    return RankAgreement.of(scores, runs, costs)
+
+
 # -- the whole run -------------------------------------------------------------------------------------------
 
 
-def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None = None, trainer=None) -> optuna.Study:
+def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None = None, trainer=None,
+                confirm_panel: int = 0) -> optuna.Study:
     """Supernet, exploration, confirmation and rank agreement (module docstring); returns the
-    search study (confirmed trainings). Ray must be initialised by the caller."""
+    search study (confirmed trainings). ``confirm_panel`` random genomes join the confirmation
+    (and every genome it trains gets PANEL_SEEDS seeds or more). Ray must be initialised by the
+    caller."""
     from .supernet import PathScorer, train_supernet
 
     selection = Selection.parse(config.objectives, config.cost_tolerance)
@@ -207,9 +264,14 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     chosen = [g for g, _ in ranking[:confirm]]
     labels = {str(g): label for g, label in config.space.paper_genomes() if config.space.contains(g)} \
         if config.paper_seeds else {}
-    seeds = [config.seed + k for k in range(config.repeats)]
+    panel = [str(g) for g in random_panel(config, confirm_panel, {*chosen, *labels}, selection, context)]
+    # The ceiling (split-half τ) needs two seeds of every genome the agreement is measured on.
+    top_seeds = max(config.repeats, PANEL_SEEDS) if confirm_panel else config.repeats
+    other_seeds = PANEL_SEEDS if confirm_panel else 1
+    seeds = [config.seed + k for k in range(top_seeds)]
     jobs = [(config.fidelity.name, g, s) for g in chosen for s in seeds]
-    jobs += [(config.fidelity.name, g, config.seed) for g in labels if g not in chosen]
+    jobs += [(config.fidelity.name, g, config.seed + k) for g in [*(g for g in labels if g not in chosen), *panel]
+             for k in range(other_seeds)]
     lock = StudyLock(config.storage_url, config.study_name)
     with lock:
         study = open_search_study(storage, config, selection, context, reference, "oneshot")
@@ -218,8 +280,10 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     done = {(t.user_attrs["genome"], t.user_attrs["seed"])
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     todo = [job for job in jobs if (job[1], job[2]) not in done]
+    others = [f"{len(labels)} paper configurations"] if labels else []
+    others += [f"{len(panel)} random genomes"] if panel else []
     print(f"confirm: the top {len(chosen)} of {len(ranking)} one-shot genomes with {len(seeds)} seed(s) each"
-          + (f", and {len(labels)} paper configurations with one" if labels else "")
+          + (f", and {' and '.join(others)} with {other_seeds}" if others else "")
           + f": {len(todo)} of {len(jobs)} trainings to run", file=sys.stderr)
     if todo:
         train_plan(study, storage, todo, config.data, config.space, config.num_classes, config.val_fraction,
@@ -227,9 +291,8 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
                    objectives=(selection, context), attrs={"score_source": "standalone"}, labels=labels,
                    task="confirm")
 
-    scores = dict(ranking)
-    front = Front.of_study(study)
-    agreement = RankAgreement.of({s.genome: (scores[s.genome], s.mean) for s in front.stats if s.genome in scores})
+    agreement = measure_agreement(Front.of_study(study), dict(ranking), scorer, context)
     study.set_user_attr("oneshot", {"study": oneshot_study.study_name, "budget": config.budget, "confirm": chosen,
-                                    "supernet": str(folder), "supernet_epochs": epochs, **agreement.to_json()})
+                                    "panel": panel, "supernet": str(folder), "supernet_epochs": epochs,
+                                    **agreement.to_json()})
     return study

@@ -164,13 +164,14 @@ def hypervolume_history(trials: list[optuna.trial.FrozenTrial], reference: Refer
 
 
 def knee(front: Front) -> GenomeStats:
-    """The front genome closest to the ideal point, every objective scaled to [0, 1] over the front."""
+    """The front genome closest to the ideal point, every objective scaled to [0, 1] over the front,
+    top-1 as the shrunk mean (``Front.estimate``): the knee is not chosen for its seed luck."""
     objectives = front.selection.objectives
-    columns = list(zip(*[front.values(s) for s in front.members]))
+    columns = list(zip(*[front.shrunk_values(s) for s in front.members]))
     lows, highs = [min(c) for c in columns], [max(c) for c in columns]
 
     def distance(stats: GenomeStats) -> float:
-        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(front.values(stats), lows, highs)]
+        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(front.shrunk_values(stats), lows, highs)]
         shortfall = [1 - x if o.direction == "maximize" else x for o, x in zip(objectives, scaled)]  # 0 is ideal
         return math.sqrt(sum(x * x for x in shortfall))
 
@@ -178,7 +179,7 @@ def knee(front: Front) -> GenomeStats:
 
 
 def pick(study: optuna.Study, rule: str) -> GenomeStats:
-    """A genome of the study's front beyond seed noise by ``rule``, on mean top-1: ``knee``,
+    """A genome of the study's front beyond seed noise by ``rule``, on shrunk mean top-1 (``Front.estimate``): ``knee``,
     ``max-top1``, or ``max-top1 NAME<=X`` on one of the study's costs (X like 250e6, 250M, 4ms).
     ValueError if nothing qualifies."""
     front = Front.of_study(study)
@@ -191,7 +192,7 @@ def pick(study: optuna.Study, rule: str) -> GenomeStats:
     if not match or match["metric"].lower() != front.selection.trained.name:
         raise ValueError(f"unknown rule {rule!r}; use one of: {', '.join(RULES)}")
     if match["objective"] is None:
-        return front.members[0]  # best mean first; the best mean is never clearly dominated
+        return front.members[0]  # best shrunk mean first
     costs = {o.name: i for i, o in enumerate(front.selection.computed)}
     name = match["objective"].lower()
     if name not in costs:
@@ -252,7 +253,9 @@ class ReportSummary:
     reference: Reference
     knee: GenomeStats
     knee_costs: str  # e.g. "268.59M MACs, 2.235M params"
+    knee_estimate: float  # the knee's shrunk mean top-1 (Front.estimate)
     noise: SeedNoise
+    signal_line: str  # whether the genomes differ beyond seed noise (Signal.verdict)
     paper_lines: list[str]
     files: list[Path]  # every file the search uploads as a study artifact
     final_lines: list[str] = field(default_factory=list)  # test-split figures, when the study has them
@@ -262,9 +265,11 @@ class ReportSummary:
         k = self.knee
         lines = [
             self.noise.describe(),
+            self.signal_line,
             f"front beyond seed noise: {self.front_size} genome{'s' * (self.front_size != 1)}; hypervolume "
             f"{self.hypervolume:.4f} of the mean top-1 ({self.reference.describe()})",
-            f"knee: {_named(k)}: validation top-1 {_spread(k.scores)}, {self.knee_costs} (first trial {k.trial})",
+            f"knee: {_named(k)}: validation top-1 {self.knee_estimate:.2f}% shrunk ({_spread(k.scores)}), "
+            f"{self.knee_costs} (first trial {k.trial})",
         ]
         if self.paper_lines:
             lines += ["the paper's configurations (validation top-1):", *[f"  {line}" for line in self.paper_lines]]
@@ -288,17 +293,17 @@ def _costs(front: Front, stats: GenomeStats) -> str:
     return ", ".join(o.show(v) for o, v in zip(front.selection.computed, stats.costs))
 
 
-def _figure(front: Front, verdicts: dict[str, str], objective: Objective, title: str):
+def front_figure(front: Front, verdicts: dict[str, str], objective: Objective, title: str):
     """Mean top-1 of every genome against one cost, with the 95% CI of the mean as error bars."""
     import plotly.graph_objects as go
 
-    sigma = front.noise.sigma
     members = {m.genome for m in front.members}
     index = front.selection.computed.index(objective)
     figure = go.Figure()
 
     def hover(s: GenomeStats) -> str:
-        return (f"{_named(s)}<br>validation top-1 {_spread(s.scores)} (95% CI ± {s.ci95(sigma):.2f})<br>"
+        interval = f"95% CI ± {s.ci95(front.noise):.2f}" if front.noise.measured else "σ not measured"
+        return (f"{_named(s)}<br>validation top-1 {_spread(s.scores)} ({interval}; shrunk {front.estimate(s):.2f})<br>"
                 f"{_costs(front, s)}<br>{verdicts[s.genome]}")
 
     def add(stats: list[GenomeStats], **style) -> None:
@@ -311,7 +316,7 @@ def _figure(front: Front, verdicts: dict[str, str], objective: Objective, title:
     for on_front, name, color, size in ((False, "genomes", "#9aa5b1", 6), (True, "front beyond seed noise", "#d64545", 10)):
         stats = [s for s in front.stats if (s.genome in members) == on_front]
         add(stats, mode="markers+text", name=name, marker={"size": size, "color": color},
-            error_y={"type": "data", "array": [s.ci95(sigma) for s in stats], "color": color, "thickness": 1.2, "width": 3},
+            error_y={"type": "data", "array": [s.ci95(front.noise) or 0.0 for s in stats], "color": color, "thickness": 1.2, "width": 3},
             text=[f"n={s.n}" if s.n > 1 else "" for s in stats], textposition="middle right",
             textfont={"size": 9, "color": color})
     paper = [s for s in front.stats if s.label]
@@ -401,18 +406,23 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     parts = [
         f"<h1>ULSAM placement search: {study.study_name}</h1>",
         f"<p><strong>{front.noise.describe()}</strong>; {split}</p>",
+        f"<p><strong>{front.signal.verdict(front.noise)}</strong>. Means named as winners (the front's order, the knee, "
+        "the picks) are shrunk toward the study's mean by that between-genome std (empirical Bayes), so the best of "
+        "many noisy means does not carry its luck.</p>",
         f"<p>{len(trials)} trials ({complete} complete) over {len(front.stats)} genomes; front beyond seed noise: "
         f"{len(front.members)}; hypervolume of the mean top-1 {history[-1][1]:.4f}. "
         f"Knee: <code>{_named(chosen)}</code>.</p>",
-        *(_figure(front, verdicts, o, f"top-1 vs {o.label}" + (f" on {target}" if o.name == "latency" else ""))
+        *(front_figure(front, verdicts, o, f"top-1 vs {o.label}" + (f" on {target}" if o.name == "latency" else ""))
           .to_html(full_html=False, include_plotlyjs=i == 0) for i, o in enumerate(front.selection.computed)),
         hv_figure.to_html(full_html=False, include_plotlyjs=False),
         "<h2>Pareto front beyond seed noise</h2><p>Every genome that no genome clearly dominates: at no worse cost "
-        f"({tolerances}) and a mean top-1 higher by more than the 95% margin. All genomes: "
-        "<code>genomes.csv</code>.</p>",
+        f"({tolerances}) and a mean top-1 higher by more than a simultaneous bound, t(1 - 0.05/m) standard errors with "
+        "the pooled σ, m the genomes of no worse cost, so that a genome is wrongly called dominated with a chance of at "
+        "most 5%. All genomes: <code>genomes.csv</code>.</p>",
         pareto.to_html(**table),
         "<h2>Picks</h2><p>What <code>python -m ulsam_nas.export --trial RULE</code> takes:</p><ul>"
-        + "".join(f"<li><code>{rule}</code>: <code>{_named(s)}</code>, validation top-1 {_spread(s.scores)}</li>"
+        + "".join(f"<li><code>{rule}</code>: <code>{_named(s)}</code>, validation top-1 {front.estimate(s):.2f}% shrunk "
+                  f"({_spread(s.scores)})</li>"
                   for rule, s in (("knee", chosen), ("max-top1", front.members[0]))) + "</ul>",
         "<h2>The paper's configurations</h2><ul>" + "".join(f"<li>{s.describe()}</li>" for s in statuses) + "</ul>",
     ]
@@ -432,8 +442,8 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
             "td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>" + "\n".join(parts) + "</body></html>")
     (out_dir / "report.html").write_text(html, encoding="utf-8")
     files = [out_dir / name for name in ("report.html", "trials.csv", "genomes.csv", "pareto.csv")]
-    return ReportSummary(len(front.members), history[-1][1], reference, chosen, _costs(front, chosen), front.noise,
-                         [s.describe() for s in statuses], files, final_lines,
+    return ReportSummary(len(front.members), history[-1][1], reference, chosen, _costs(front, chosen),
+                         front.estimate(chosen), front.noise, front.signal.verdict(front.noise), [s.describe() for s in statuses], files, final_lines,
                          agreement.lines() if agreement is not None else [])
 
 

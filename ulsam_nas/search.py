@@ -75,6 +75,12 @@ def _parser() -> ArgumentParser:
                         "scores --budget genomes, the top --confirm train standalone")
     p.add_argument("--confirm", type=int, default=8, metavar="K",
                    help="with --strategy oneshot: genomes of the one-shot ranking trained standalone (default 8)")
+    p.add_argument("--confirm-panel", type=int, default=8, metavar="N",
+                   help="with --strategy oneshot: N random genomes of the space trained standalone beside the top "
+                        "--confirm and the paper configurations, so that the one-shot ranking's Kendall τ is measured on "
+                        "genomes that span the space, not only its top (with --confirm 4, a panel of 12 and more); every "
+                        "genome trained then gets at least 2 seeds, so that τ's ceiling (split-half τ) can be measured; "
+                        "0: the top with --repeats seeds and the paper configurations with one (default 8)")
     p.add_argument("--supernet-epochs", type=int, default=None,
                    help="with --strategy oneshot: supernet training epochs (default 4x the fidelity's)")
     p.add_argument("--early-stop", action="store_true",
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"--cost-tolerance must be in [0, 0.5), got {args.cost_tolerance}")
         if args.confirm < 1:
             fail(f"--confirm must be at least 1, got {args.confirm}")
+        if args.confirm_panel < 0:
+            fail(f"--confirm-panel must be 0 or more, got {args.confirm_panel}")
         if args.supernet_epochs is not None and args.supernet_epochs < 1:
             fail(f"--supernet-epochs must be at least 1, got {args.supernet_epochs}")
         if args.strategy == "oneshot" and args.early_stop:
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.strategy == "oneshot":
             from .oneshot import run_oneshot
 
-            study = run_oneshot(config, args.confirm, args.supernet_epochs)
+            study = run_oneshot(config, args.confirm, args.supernet_epochs, confirm_panel=args.confirm_panel)
         else:
             study = run_search(config)
     except StudyMismatch as error:
@@ -225,20 +233,21 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     from .studies import artifact_store
 
     front = Front.of_study(study)
-    print(f"\n{front.noise.describe()}")
+    print(f"\n{front.noise.describe()}\n{front.signal.verdict(front.noise)}")
     trained = front.selection.trained.name
     table = genomes_table(front, members_only=True).drop(columns=[f"{trained}_ci95", "first_trial", "verdict"])
     costs = ", ".join(f"{o.column} = {o.label}" for o in front.selection.computed)
     print(f"\nFront of {study.study_name!r} beyond seed noise ({len(table)} genomes; top-1 % on the validation split, "
-          f"mean and std over seeds; {costs}, at 224 px):")
+          f"mean and std over seeds, and shrunk toward the study's mean; {costs}, at 224 px):")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
               else "(no complete trial yet)")
     agreement = agreement_of(study)
-    short = [m for m in front.members if m.n < repeats]
+    short = [m for m in front.contenders() if m.n < repeats]
     if short and agreement is None:  # a one-shot search trains paper configurations with one seed on purpose
         missing = sum(repeats - m.n for m in short)
-        print(f"{len(short)} front genome(s) have fewer than {repeats} seeds: the budget ended before their repeats; "
+        print(f"{len(short)} genome(s) on the front by mean have fewer than {repeats} seeds: the budget ended before "
+              f"their repeats; "
               f"--budget {finished_count(study) + missing} or more would give them {missing} more training(s)")
     labels = [label for genome, label in space.paper_genomes() if space.contains(genome)]
     statuses = [s for s in paper_status(front, labels) if s.stats is not None]

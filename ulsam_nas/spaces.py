@@ -339,3 +339,18 @@ class _SpaceReader:
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
+
+
+def random_genomes(space: SearchSpace, count: int, seed: int, exclude: set[Genome] = frozenset()) -> list[Genome]:
+    """``count`` distinct genomes drawn by Optuna's RandomSampler from the space's parameters."""
+    import optuna  # only here: loading a space needs no Optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    genomes: list[Genome] = []
+    for _ in range(100 * count):
+        genome = space.suggest(study.ask())
+        if genome not in exclude and genome not in genomes:
+            genomes.append(genome)
+        if len(genomes) == count:
+            return genomes
+    raise ValueError(f"space {space.name} has fewer than {count} distinct genomes to draw")

@@ -62,6 +62,7 @@ from .ledger import (
     store_noise,
 )
 from .objectives import DEFAULT, Context, Selection, over_limit
+from .publish import DashboardPublisher
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .spaces import SearchSpace
 from .studies import HEARTBEAT_SECONDS, StudyLock, open_storage
@@ -425,7 +426,8 @@ class StudySearcher(OptunaTrialsSearcher):
 
 
 class ProgressLine(tune.Callback):
-    """One live status line instead of Ray's tables."""
+    """One live status line instead of Ray's tables, and the front published to the dashboard
+    (``publish.DashboardPublisher``: every few COMPLETE trials and at the end)."""
 
     def __init__(self, searcher: StudySearcher, budget: int) -> None:
         self.searcher, self.budget = searcher, budget
@@ -433,6 +435,7 @@ class ProgressLine(tune.Callback):
         self.first_finished = searcher.tally.finished
         self.interactive = sys.stderr.isatty()
         self.last_print, self.last_line = 0.0, ""
+        self.publisher = DashboardPublisher(searcher.study, searcher.lock)
 
     def line(self) -> str:
         tally, front = self.searcher.tally, self.searcher.ledger.front
@@ -441,6 +444,9 @@ class ProgressLine(tune.Callback):
         remaining = max(0, self.budget - tally.finished)
         eta = f"{remaining * elapsed / done_here:.0f}s" if done_here else "?"
         noise = f"σ {front.noise.sigma:.1f} pp (df {front.noise.df})" if front.noise.measured else "σ not measured yet"
+        signal = front.signal
+        if signal.std is not None:
+            noise += f", between-genome std {signal.std:.1f} pp [{signal.low:.1f}, {signal.high:.1f}]"
         return (f"{tally.finished}/{self.budget} trials: {len(front.stats)} genomes, {tally.trainings} trainings "
                 f"({tally.repeats} repeats), {tally.reused} reused, {tally.failed} failed, {tally.pruned} pruned; "
                 f"{self.searcher.running} running; front {len(front.members)}, {noise}; "
@@ -458,10 +464,17 @@ class ProgressLine(tune.Callback):
             print(line, file=sys.stderr, flush=True)
             self.last_print = now
         self.last_line = line
+        self.publisher.on_progress(self.complete())
 
     def on_experiment_end(self, trials: list, **info) -> None:
         print(("\r" if self.interactive else "") + self.line() + ("\033[K" if self.interactive else ""),
               file=sys.stderr, flush=True)
+        self.publisher.publish(self.complete())
+
+    def complete(self) -> int:
+        """The study's COMPLETE trials (reused results included): what moves the front."""
+        tally = self.searcher.tally
+        return tally.finished - tally.failed - tally.pruned
 
 
 # -- calibration: a fixed plan of (fidelity, genome, seed) trainings -------------------------------------

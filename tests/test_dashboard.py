@@ -1,0 +1,168 @@
+"""The dashboard on a real SQLite study laid out as the search leaves it: Optuna's per-trial front
+beside the product's front over seeds, the figures and the note the search publishes into the study."""
+
+import json
+import shutil
+import subprocess
+import urllib.request
+
+import optuna
+import pytest
+from optuna_dashboard import get_note
+
+from ulsam_nas.publish import DashboardPublisher, publish_front
+from ulsam_nas.report import write_report
+from ulsam_nas.studies import artifact_store, open_storage
+
+from .commands import finish, run_program, start_module, wait_until
+from .conftest import add, free_port
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FIGURE_IDS = ["ulsam-front-macs", "ulsam-front-params"]
+MACS_TITLE = "Genome means over seeds: top-1 vs MACs"
+
+
+def load(study_dir) -> optuna.Study:
+    return optuna.load_study(study_name="mv2-synthetic", storage=f"sqlite:///{study_dir / 'study.db'}")
+
+
+@pytest.fixture
+def dashboard(study_dir):
+    study = load(study_dir)
+    summary = write_report(study, study_dir / "report")
+    optuna.artifacts.upload_artifact(artifact_store=artifact_store(study_dir), file_path=str(summary.files[0]),
+                                     study_or_trial=study)
+    publish_front(study)  # as the search does while it runs and at its end
+    port = free_port()
+    server = start_module("ulsam_nas.dashboard", "--study", str(study_dir), "--port", str(port),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def serving() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read())
+        try:
+            urllib.request.urlopen(f"{base}/api/meta", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(serving, "the dashboard's first answer", every_s=0.2)
+        yield base
+    finally:
+        server.terminate()
+        finish(server, "the dashboard's shutdown")
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def test_dashboard_api_lists_the_study_names_and_front(dashboard):
+    studies = _get(f"{dashboard}/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["mv2-synthetic"]
+    detail = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}")
+    assert detail["objective_names"] == ["top1", "macs", "params"]
+    assert detail["directions"] == ["maximize", "minimize", "minimize"]
+    # Optuna's own per-trial front counts every difference: the 44 of seed 1 (and its reused copy), the cheapest.
+    assert {t["number"] for t in detail["best_trials"]} == {2, 7, 10}
+    attrs = {a["key"]: a["value"] for a in detail["trials"][1]["user_attrs"]}
+    assert attrs["genome"] == "mv2_w1.0(16g4,17g4)" and attrs["paper_label"] == "MV2 (16, 17) g=4"
+    assert [a["filename"] for a in detail["artifacts"]] == ["report.html"]
+
+
+def test_dashboard_api_serves_the_front_over_seeds_and_its_note(dashboard):
+    studies = _get(f"{dashboard}/api/studies")["study_summaries"]
+    detail = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}")
+    figures = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+    assert sorted(figures) == FIGURE_IDS
+    macs = figures["ulsam-front-macs"]
+    assert macs["layout"]["title"]["text"].startswith(MACS_TITLE)
+    traces = {t["name"]: t for t in macs["data"]}
+    # One point per genome, not per trial: the front beyond noise has 3 genomes, each with its error bar.
+    front = traces["front beyond seed noise"]
+    assert len(front["y"]) == 3 and len(front["error_y"]["array"]) == 3 and 43.0 in front["y"]
+    assert len(traces["paper configurations"]["x"]) == 3 and len(traces["vanilla backbone"]["x"]) == 1
+    note = detail["note"]["body"]
+    assert "seed noise σ = 1.15 pp (df 3, 2 genomes with repeats)" in note
+    assert "between-genome std" in note and "front beyond seed noise: 3 of 5 genomes" in note
+    assert ("paper configurations: 2 on the front (MV2 (16, 17) g=4, MV2 (13, 14, 16, 17) g=4); 1 within noise of a "
+            "front genome (MV2 17:1 g=4); 1 clearly dominated (MV2 vanilla)") in note
+    assert "keeps the chance of calling it dominated wrongly to 5% per genome" in note
+
+
+def test_publishing_again_replaces_the_figures_and_the_note(study_dir):
+    study = load(study_dir)
+    publish_front(study)
+    add(study, "mv2_w1.0(14g2)", 38.0, seed=0)  # a sixth genome, the cheapest: every figure grows, the front too
+    publish_front(study)
+
+    storage = open_storage(f"sqlite:///{study_dir / 'study.db'}")
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("mv2-synthetic"))
+    figure_keys = [key for key in attrs if key.startswith("dashboard:plot_data:")]
+    assert sorted({key.rsplit(":", 1)[0].removeprefix("dashboard:plot_data:") for key in figure_keys}) == FIGURE_IDS
+    for graph in FIGURE_IDS:
+        chunks = sum(key.startswith(f"dashboard:plot_data:{graph}:") for key in figure_keys)
+        figure = json.loads("".join(attrs[f"dashboard:plot_data:{graph}:{i}"] for i in range(chunks)))
+        assert sum(len(trace["x"]) for trace in figure["data"][:2]) == 6  # the genomes, on the front or not
+    assert attrs["dashboard:note_ver"] == 2  # one note, in its second version
+    assert "front beyond seed noise: 4 of 6 genomes" in get_note(study) and "of 5 genomes" not in get_note(study)
+
+
+def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(study_dir, monkeypatch, capsys):
+    now = [0.0]
+    published = []
+    monkeypatch.setattr("ulsam_nas.publish.publish_front", published.append)
+    publisher = DashboardPublisher(load(study_dir), every=10, min_seconds=60.0, clock=lambda: now[0])
+    publisher.on_progress(9)
+    now[0] = 61.0
+    publisher.on_progress(9)
+    assert not published  # a minute, but 9 complete trials
+    publisher.on_progress(10)
+    assert len(published) == 1
+    publisher.on_progress(30)
+    assert len(published) == 1  # 20 more, but not a minute later
+    now[0] = 122.0
+    publisher.on_progress(30)
+    assert len(published) == 2
+
+    def broken(study):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("ulsam_nas.publish.publish_front", broken)
+    publisher.publish(31)  # the search's end: whenever it comes
+    publisher.publish(31)
+    assert capsys.readouterr().err.count("not refreshed (OSError: disk full); the search goes on") == 1
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+def test_dashboard_renders_the_pareto_front_in_a_real_browser(dashboard, tmp_path):
+    studies = _get(f"{dashboard}/api/studies")["study_summaries"]
+    url = f"{dashboard}/dashboard/studies/{studies[0]['study_id']}"
+    screenshot = tmp_path / "dashboard.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800", "--virtual-time-budget=20000"]
+
+    def dom_of(page: str) -> str:
+        return run_program([_chromium(), *flags, "--dump-dom", page], capture_output=True, text=True).stdout
+
+    dom = dom_of(url)
+    run_program([_chromium(), *flags, f"--screenshot={screenshot}", url], capture_output=True)
+    assert "js-plotly-plot" in dom, dom[-2000:]
+    assert "Pareto" in dom
+    # The product's front beside Optuna's, on the study's page: the published figures, drawn by plotly.js.
+    assert 'id="user-defined-plot:ulsam-front-macs"' in dom and 'id="user-defined-plot:ulsam-front-params"' in dom
+    assert MACS_TITLE in dom and "vanilla backbone" in dom  # a title and a legend entry
+    assert screenshot.is_file() and screenshot.stat().st_size > 10_000
+    # The note, on the study's Note page, rendered from markdown.
+    note = dom_of(f"{url}/note")
+    assert "The front over seeds</h3>" in note and "seed noise σ = 1.15 pp" in note, note[-2000:]
+    assert "1 clearly dominated (MV2 vanilla)" in note

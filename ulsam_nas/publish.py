@@ -1,0 +1,127 @@
+"""The product's front in optuna-dashboard: figures and a note stored in the study itself.
+
+optuna-dashboard's own Pareto front is per trial: a genome with one lucky seed can sit on it.
+``publish_front`` stores, with optuna-dashboard's public API, what the product calls the front:
+one figure per cost of the genome means over seeds with their 95% confidence intervals and the
+paper configurations marked (``report.front_figure``, the report's figure), and the study note:
+σ, the between-genome signal, the front's size and the paper verdicts. A search refreshes them
+as it runs (``DashboardPublisher``).
+
+How optuna-dashboard (0.21) stores them, in study system attributes: a figure's Plotly JSON
+in chunks of 2045 characters under ``dashboard:plot_data:<graph object id>:<i>``; saving with
+the same ``graph_object_id`` writes the chunks again and blanks those left over, so the stable
+ids here (``ulsam-front-<cost>``) replace a figure rather than add one. The note's markdown in
+chunks under ``dashboard:note_str:<i>`` with a version ``dashboard:note_ver``; ``save_note``
+writes the next version over it, replacing the note, a note typed in the dashboard included.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+import optuna
+
+from .front import Front, paper_status
+from .objectives import Objective
+from .report import front_figure
+
+PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
+PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication
+VERDICT_NAMES = (("front", "on the front"), ("within-noise", "within noise of a front genome"),
+                 ("dominated", "clearly dominated"))
+
+
+def graph_object_id(objective: Objective) -> str:
+    """The figure's id in the dashboard, the same at every publication so that it is replaced."""
+    return f"ulsam-front-{objective.name}"
+
+
+def figure_title(study: optuna.Study, objective: Objective) -> str:
+    target = study.user_attrs.get("latency_target", "") if objective.name == "latency" else ""
+    return f"Genome means over seeds: top-1 vs {objective.label}" + (f" on {target}" if target else "")
+
+
+def front_note(study: optuna.Study, front: Front) -> str:
+    """The study note (markdown): σ, the signal, the front's size, the paper verdicts and the rule."""
+    trials = study.get_trials(deepcopy=False)
+    labels = list(dict.fromkeys(t.user_attrs["paper_label"] for t in trials if t.user_attrs.get("paper_label")))
+    statuses = paper_status(front, labels)
+    groups = [(name, [s.label for s in statuses if s.verdict is not None and s.verdict.kind == kind])
+              for kind, name in VERDICT_NAMES]
+    unfinished = [s.label for s in statuses if s.stats is None]
+    if unfinished:
+        groups.append(("not trained to completion yet", unfinished))
+    paper = "; ".join(f"{len(named)} {name}" + (f" ({', '.join(named)})" if named else "") for name, named in groups)
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    return "\n".join([
+        "### The front over seeds",
+        "",
+        ("Optuna's Pareto front, on the study's first page, is per trial: a lucky seed can put a genome on it. The "
+         "figures *Genome means over seeds* at the foot of that page show one point per genome at its mean top-1 over "
+         "seeds, error bars the 95% confidence interval of the mean, the front beyond seed noise in red and the paper "
+         "configurations marked."),
+        "",
+        f"- {front.noise.describe()}",
+        f"- {front.signal.verdict(front.noise)}",
+        f"- front beyond seed noise: {len(front.members)} of {len(front.stats)} genomes",
+        f"- paper configurations: {paper}" if labels else "- no paper configuration in this study",
+        "",
+        ("A genome is called clearly dominated only when one of no worse cost has a mean top-1 higher by more than a "
+         "simultaneous bound, t(1 - 0.05/m) standard errors with m the genomes of no worse cost, which keeps the "
+         "chance of calling it dominated wrongly to 5% per genome."),
+        "",
+        (f"*Published by the search after {complete} complete trials; refreshed every {PUBLISH_EVERY_COMPLETE} "
+         f"complete trials (no sooner than {PUBLISH_MIN_SECONDS:.0f} s after the last time) and at its end.*"),
+    ])
+
+
+def publish_front(study: optuna.Study) -> None:
+    """Store the front's figures, one per cost, and the note in the study for optuna-dashboard,
+    replacing those of an earlier publication. Nothing while no trial is COMPLETE."""
+    # Imported here, not with the module: every Ray worker imports tune.py, which imports this.
+    from optuna_dashboard import save_note, save_plotly_graph_object
+
+    front = Front.of_study(study)
+    if not front.stats:
+        return
+    verdicts = {s.genome: front.verdict(s).describe() for s in front.stats}
+    for objective in front.selection.computed:
+        figure = front_figure(front, verdicts, objective, figure_title(study, objective))
+        figure.update_layout(height=None)  # the dashboard gives each figure a box of its own height
+        save_plotly_graph_object(study, figure, graph_object_id=graph_object_id(objective))
+    save_note(study, front_note(study, front))
+
+
+class DashboardPublisher:
+    """``publish_front`` while a search runs: once ``every`` more trials are COMPLETE and at least
+    ``min_seconds`` have passed since the last time (whichever comes later), and at the end. The
+    dashboard is a view: a failure never stops the search; it is reported once, and later
+    publications are still tried. ``lock`` (the study's planning lock) keeps two drivers of one
+    study from interleaving the chunks of a figure."""
+
+    def __init__(self, study: optuna.Study, lock: AbstractContextManager | None = None,
+                 every: int = PUBLISH_EVERY_COMPLETE, min_seconds: float = PUBLISH_MIN_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.study, self.lock = study, lock or nullcontext()
+        self.every, self.min_seconds, self.clock = every, min_seconds, clock
+        self.complete_when_published, self.published_at = 0, clock()
+        self.warned = False
+
+    def on_progress(self, complete: int) -> None:
+        """Called often (every step of the search): publishes only when it is due."""
+        if complete - self.complete_when_published >= self.every and self.clock() - self.published_at >= self.min_seconds:
+            self.publish(complete)
+
+    def publish(self, complete: int) -> None:
+        self.complete_when_published, self.published_at = complete, self.clock()
+        try:
+            with self.lock:
+                publish_front(self.study)
+        except Exception as error:  # noqa: BLE001 - the dashboard is a view: it never fails the search
+            if not self.warned:
+                self.warned = True
+                print(f"\nthe dashboard's front figures and note were not refreshed ({type(error).__name__}: {error}); "
+                      f"the search goes on", file=sys.stderr, flush=True)
