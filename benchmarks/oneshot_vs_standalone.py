@@ -4,7 +4,8 @@ against a standalone search, both the real command on the built-in data.
     python benchmarks/oneshot_vs_standalone.py [--budget 500] [--confirm 4] [--standalone-budget 60]
 
 1. ``--strategy oneshot --budget B --confirm K``: supernet training, B one-shot scores, K
-   genomes confirmed standalone with 3 seeds and the paper configurations with one. Its
+   genomes confirmed standalone with 3 seeds, the paper configurations and the default random
+   panel of 8 (``--confirm-panel``, which measures the rank agreement) with 2. Its
    hypervolume is that of the confirmed genome means (what its report states), H1, after T1
    seconds of wall time.
 2. A standalone search (``--budget S``, the same seeds, 3 repeats) on a fresh study. From its

@@ -70,7 +70,7 @@ def test_oneshot_agreement_lines_and_storage(tmp_path):
     agreement = RankAgreement.of(noisy, runs, costs)
     lines = agreement.lines()
     assert lines[1].startswith("ceiling: the standalone means against themselves, split-half τ +")
-    assert "by MACs +" in lines[1] and "by params - (the same for every genome)" in lines[1]
+    assert "baselines, ranking by cost: MACs τ +" in lines[1] and "params τ - (the same for every genome)" in lines[1]
     assert lines[-1].startswith("warning: the one-shot ranking is no better than ranking by MACs/params: τ")
 
     study = optuna.create_study(directions=["maximize"])

@@ -4,20 +4,30 @@ beside the product's front over seeds, the figures and the note the search publi
 import json
 import shutil
 import subprocess
+import sys
 import urllib.request
+import zlib
 
 import optuna
 import pytest
+import ray
 from optuna_dashboard import get_note
+from ray import cloudpickle
 
+from ulsam_nas.data import DataSpec
+from ulsam_nas.fidelity import SMOKE
+from ulsam_nas.front import Front
 from ulsam_nas.publish import DashboardPublisher, publish_front
 from ulsam_nas.report import write_report
+from ulsam_nas.spaces import load_space
 from ulsam_nas.studies import artifact_store, open_storage
+from ulsam_nas.tune import SearchConfig, run_search
 
 from .commands import finish, run_program, start_module, wait_until
 from .conftest import add, free_port
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 
 FIGURE_IDS = ["ulsam-front-macs", "ulsam-front-params"]
 MACS_TITLE = "Genome means over seeds: top-1 vs MACs"
@@ -94,20 +104,30 @@ def test_dashboard_api_serves_the_front_over_seeds_and_its_note(dashboard):
     assert "keeps the chance of calling it dominated wrongly to 5% per genome" in note
 
 
+def stored_figures(storage_url: str, study_name: str) -> dict[str, dict]:
+    """The figures optuna-dashboard would serve, read back from the study's system attributes."""
+    storage = open_storage(storage_url)
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study_name))
+    keys = [key for key in attrs if key.startswith("dashboard:plot_data:")]
+    figures = {}
+    for graph in {key.rsplit(":", 1)[0].removeprefix("dashboard:plot_data:") for key in keys}:
+        chunks = sum(key.startswith(f"dashboard:plot_data:{graph}:") for key in keys)
+        figures[graph] = json.loads("".join(attrs[f"dashboard:plot_data:{graph}:{i}"] for i in range(chunks)))
+    return figures
+
+
 def test_publishing_again_replaces_the_figures_and_the_note(study_dir):
     study = load(study_dir)
     publish_front(study)
     add(study, "mv2_w1.0(14g2)", 38.0, seed=0)  # a sixth genome, the cheapest: every figure grows, the front too
     publish_front(study)
 
+    figures = stored_figures(f"sqlite:///{study_dir / 'study.db'}", "mv2-synthetic")
+    assert sorted(figures) == FIGURE_IDS
+    for figure in figures.values():
+        assert sum(len(trace["x"]) for trace in figure["data"][:2]) == 6  # the genomes, on the front or not
     storage = open_storage(f"sqlite:///{study_dir / 'study.db'}")
     attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("mv2-synthetic"))
-    figure_keys = [key for key in attrs if key.startswith("dashboard:plot_data:")]
-    assert sorted({key.rsplit(":", 1)[0].removeprefix("dashboard:plot_data:") for key in figure_keys}) == FIGURE_IDS
-    for graph in FIGURE_IDS:
-        chunks = sum(key.startswith(f"dashboard:plot_data:{graph}:") for key in figure_keys)
-        figure = json.loads("".join(attrs[f"dashboard:plot_data:{graph}:{i}"] for i in range(chunks)))
-        assert sum(len(trace["x"]) for trace in figure["data"][:2]) == 6  # the genomes, on the front or not
     assert attrs["dashboard:note_ver"] == 2  # one note, in its second version
     assert "front beyond seed noise: 4 of 6 genomes" in get_note(study) and "of 5 genomes" not in get_note(study)
 
@@ -136,6 +156,27 @@ def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(s
     publisher.publish(31)  # the search's end: whenever it comes
     publisher.publish(31)
     assert capsys.readouterr().err.count("not refreshed (OSError: disk full); the search goes on") == 1
+
+
+def seeded_trainer(genome, data, fidelity, seed=0, report=None, device=None, **split):
+    """Trains nothing: a fixed top-1 per (genome, seed)."""
+    for epoch in range(1, fidelity.epochs + 1):
+        report(epoch, {"epoch": epoch, "top1": 30.0 + zlib.crc32(f"{genome}/{seed}".encode()) % 10, "seconds": 0.1})
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # see tune.py
+def test_the_search_publishes_the_front_at_its_end(tmp_path):
+    config = SearchConfig(space=load_space("mv2"), data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE, budget=6,
+                          storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="search", study_dir=tmp_path,
+                          concurrency=2, paper_seeds=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        study = run_search(config, trainer=seeded_trainer)
+    finally:
+        ray.shutdown()
+    assert sorted(stored_figures(config.storage_url, "search")) == FIGURE_IDS
+    genomes = len(Front.of_study(study).stats)
+    assert f"of {genomes} genomes" in get_note(study) and "after 6 complete trials" in get_note(study)
 
 
 def _chromium() -> str | None:

@@ -1,7 +1,9 @@
 """One-shot mode through the real command: supernet, exploration on one-shot scores,
-standalone confirmation, rank agreement, report; and a kill -9 during supernet training."""
+standalone confirmation with a random panel, rank agreement with its ceiling and baselines,
+report; and a kill -9 during supernet training."""
 
 import os
+import re
 import signal
 import subprocess
 
@@ -27,16 +29,30 @@ def oneshot_args(space, study_dir, *extra: str) -> list[str]:
             "--no-paper-seeds", *extra]
 
 
+def agreement(pairs: dict[str, tuple[float, float]]) -> RankAgreement:
+    """The agreement of one-shot scores and standalone means given as pairs (each mean one seed,
+    the costs the same for every genome: no cost baseline)."""
+    return RankAgreement.of({g: p[0] for g, p in pairs.items()}, {g: [p[1]] for g, p in pairs.items()},
+                            {g: (3e8, 2e6) for g in pairs})
+
+
 def test_rank_agreement_warns_when_tau_may_be_zero():
-    agreeing = RankAgreement.of({f"g{i}": (float(i), float(i) + 0.5 * (i % 2)) for i in range(12)})
-    assert agreeing.tau > 0.8 and not agreeing.includes_zero and len(agreeing.lines()) == 1
-    random_order = RankAgreement.of({f"g{i}": (float(i), float((i * 7) % 5)) for i in range(6)})
+    agreeing = agreement({f"g{i}": (float(i), float(i) + 0.5 * (i % 2)) for i in range(12)})
+    assert agreeing.tau > 0.8 and not agreeing.includes_zero and len(agreeing.lines()) == 2
+    assert agreeing.lines()[1].startswith("ceiling not measurable")
+    random_order = agreement({f"g{i}": (float(i), float((i * 7) % 5)) for i in range(6)})
     assert random_order.includes_zero and random_order.lines()[-1].startswith("warning: the τ interval includes 0")
-    assert RankAgreement.of({"a": (1.0, 2.0), "b": (2.0, 1.0)}).lines()[0].startswith("one-shot ranking: not measurable")
+    assert agreement({"a": (1.0, 2.0), "b": (2.0, 1.0)}).lines()[0].startswith("one-shot ranking: not measurable")
+
+
+def test_a_negative_confirm_panel_is_one_line_exit_2(tmp_path):
+    result = run_module("ulsam_nas.search", "--strategy", "oneshot", "--confirm-panel", "-1", "--study", str(tmp_path / "s"))
+    assert result.returncode == 2 and "--confirm-panel must be 0 or more, got -1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
 
 
 def test_oneshot_search_scores_confirms_and_reports(tmp_path):
-    space = write_space(tmp_path, TINY_LAYERS)
+    space = write_space(tmp_path, TINY_LAYERS)  # 6 genomes
     study_dir = tmp_path / "study"
     result = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "10", "--confirm", "4",
                                                           "--repeats", "1", "--supernet-epochs", "2"))
@@ -49,13 +65,22 @@ def test_oneshot_search_scores_confirms_and_reports(tmp_path):
     scores = {t.user_attrs["genome"]: t.values[0] for t in oneshot.trials if t.state == TrialState.COMPLETE}
     assert all(0 <= s <= 100 for s in scores.values())
 
+    # The top 4 of the one-shot ranking and a random panel (--confirm-panel 8 by default: the 2
+    # genomes the space has left), each with 2 seeds although --repeats is 1: the ceiling needs them.
     study = optuna.load_study(study_name="tiny-synthetic", storage=storage)
     confirmed = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(confirmed) == 4 and all(t.user_attrs["score_source"] == "standalone" for t in confirmed)
-    assert {t.user_attrs["genome"] for t in confirmed} <= set(scores)  # the top of the one-shot ranking
     stored = study.user_attrs["oneshot"]
+    assert len(stored["confirm"]) == 4 and set(stored["confirm"]) <= set(scores)
+    assert len(stored["panel"]) == 2 and not set(stored["panel"]) & set(stored["confirm"])
+    assert re.search(r"confirm: the top 4 of \d one-shot genomes with 2 seed\(s\) each, and 2 random genomes with 2: "
+                     r"12 of 12 trainings to run", result.stderr), result.stderr
+    assert len(confirmed) == 12 and all(t.user_attrs["score_source"] == "standalone" for t in confirmed)
+    assert sorted((t.user_attrs["genome"], t.user_attrs["seed"]) for t in confirmed) == \
+        sorted((g, s) for g in stored["confirm"] + stored["panel"] for s in (0, 1))
     assert set(stored["pairs"]) == {t.user_attrs["genome"] for t in confirmed}
+    assert stored["ceiling_and_baselines"]["repeated"] == 6
     assert "one-shot ranking" in result.stdout and "Front of 'tiny-synthetic'" in result.stdout
+    assert "split-half τ" in result.stdout and "baselines, ranking by cost: MACs τ" in result.stdout
     html = (study_dir / "report" / "report.html").read_text()
     assert "One-shot scores against standalone training" in html
     genomes = pd.read_csv(study_dir / "report" / "genomes.csv")
@@ -65,13 +90,14 @@ def test_oneshot_search_scores_confirms_and_reports(tmp_path):
     again = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "12", "--confirm", "4",
                                                          "--repeats", "1", "--supernet-epochs", "2"))
     assert again.returncode == 0, again.stderr
-    assert "supernet: reusing" in again.stderr and "0 of 4 trainings to run" in again.stderr
+    assert "supernet: reusing" in again.stderr and "0 of 12 trainings to run" in again.stderr
 
 
 def test_killed_supernet_training_resumes_from_its_last_epoch(tmp_path):
     space = write_space(tmp_path, TINY_LAYERS)
     study_dir = tmp_path / "study"
-    args = oneshot_args(space, study_dir, "--budget", "3", "--confirm", "1", "--repeats", "1", "--supernet-epochs", "3")
+    args = oneshot_args(space, study_dir, "--budget", "3", "--confirm", "1", "--repeats", "1", "--supernet-epochs", "3",
+                        "--confirm-panel", "0")
     driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
     try:

@@ -96,9 +96,7 @@ def tau_with_interval(x: Sequence[float], y: Sequence[float]) -> Correlation | N
     either side is constant (no ranking to compare)."""
     if len(x) < 3:
         return None
-    with warnings.catch_warnings():  # scipy warns on a constant side, which is the None below
-        warnings.simplefilter("ignore")
-        tau = kendall_tau(list(x), list(y))
+    tau = kendall_tau(x, y)
     if not math.isfinite(tau):
         return None
     return Correlation(tau, bootstrap_interval(kendall_tau, list(x), list(y)), len(x))
@@ -179,9 +177,9 @@ class CeilingAndBaselines:
         return f"ceiling τ {self.ceiling.describe()} (reference split-half, {self.ceiling.genomes} genomes)"
 
     def describe_baselines(self) -> str:
-        parts = [f"by {name} " + ("- (the same for every genome)" if b is None else b.describe())
-                 for name, b in self.baselines.items()]
-        return "τ of ranking " + ", ".join(parts)
+        """E.g. "MACs τ +0.30 [-0.05, +0.62], params τ +0.14 [-0.20, +0.45]": ranking by each cost."""
+        return ", ".join(f"{name} τ " + ("- (the same for every genome)" if b is None else b.describe())
+                         for name, b in self.baselines.items())
 
     def to_json(self) -> dict:
         as_json = {name: None if c is None else c.to_json()
@@ -220,7 +218,7 @@ class RankAgreement:
         if len(pairs) < 3:
             return cls(pairs, None, None, None, None, yardsticks)
         x, y = [p[0] for p in pairs.values()], [p[1] for p in pairs.values()]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # scipy warns on constant scores or means, which the NaN below stands for
             warnings.simplefilter("ignore")
             tau, rho = kendall_tau(x, y), spearman_rho(x, y)
         if math.isnan(tau):  # constant scores or means: no ranking to compare
@@ -252,7 +250,7 @@ class RankAgreement:
                        if yardsticks.ceiling is not None else
                        f"ceiling not measurable: the split-half τ needs 3 genomes with 2 or more standalone seeds, "
                        f"{yardsticks.repeated} have them (with --confirm-panel above 0 every genome trained gets 2)")
-            lines.append(f"{ceiling}; baselines: {yardsticks.describe_baselines()}")
+            lines.append(f"{ceiling}; baselines, ranking by cost: {yardsticks.describe_baselines()}")
         if self.includes_zero:
             lines.append("warning: the τ interval includes 0: on this evidence the one-shot scores rank no better than "
                          "chance, so only the confirmed (standalone) values mean anything")

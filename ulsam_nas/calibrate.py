@@ -278,16 +278,17 @@ def _interval(value: float | None, interval: tuple[float, float] | None) -> str:
     return f"{value:+.2f} [{interval[0]:+.2f}, {interval[1]:+.2f}]"
 
 
-def yardstick_line(figures: FidelityFigures) -> str:
-    """The second line of a fidelity: the ceiling and cost baselines its τ is read against, and
+def yardstick_lines(figures: FidelityFigures) -> list[str]:
+    """The lines below a fidelity's row: the ceiling and cost baselines its τ is read against, and
     whether its genome means differ beyond seed noise at all."""
-    parts = []
+    lines = []
     if figures.ceiling_and_baselines is not None:
-        parts += [figures.ceiling_and_baselines.describe_ceiling(), figures.ceiling_and_baselines.describe_baselines()]
+        yardsticks = figures.ceiling_and_baselines
+        lines.append(f"    {yardsticks.describe_ceiling()}; cost baselines: {yardsticks.describe_baselines()}")
     signal = figures.between_genome
-    parts.append(signal.describe() + (": it reaches 0, the placements are not told apart at this fidelity"
-                                      if signal.std is not None and not signal.resolved else ""))
-    return "    " + "; ".join(parts)
+    lines.append("    " + signal.describe() + (": it reaches 0, the placements are not told apart at this fidelity"
+                                               if signal.std is not None and not signal.resolved else ""))
+    return lines
 
 
 def verdict_lines(result: Calibration) -> list[str]:
@@ -313,21 +314,26 @@ def verdict_lines(result: Calibration) -> list[str]:
     return lines
 
 
+def _sigma(figures: FidelityFigures) -> str:
+    return "-" if figures.sigma is None else f"{figures.sigma:.2f}"
+
+
+def reference_lines(ref: FidelityFigures) -> list[str]:
+    return [f"reference {ref.fidelity}: {ref.genomes} genomes, {ref.seconds_per_training:.1f} s per training, "
+            f"seed σ {_sigma(ref)} pp, spread of genome means {ref.spread:.2f} pp", *yardstick_lines(ref)]
+
+
 def summary_lines(result: Calibration) -> list[str]:
     """The reference, then a row per candidate with its yardsticks below it, then the verdict."""
-    ref = result.reference
-    sigma = lambda f: "-" if f.sigma is None else f"{f.sigma:.2f}"  # noqa: E731
-    lines = [f"reference {ref.fidelity}: {ref.genomes} genomes, {ref.seconds_per_training:.1f} s per training, "
-             f"seed σ {sigma(ref)} pp, spread of genome means {ref.spread:.2f} pp",
-             yardstick_line(ref),
+    lines = [*reference_lines(result.reference),
              f"{'fidelity':<34} {'s/training':>10} {'200-training search':>20} {'σ pp':>6} {'spread pp':>9} "
              f"{'Kendall τ [90% CI]':>22} {'Spearman ρ [90% CI]':>22} {'top-5':>5}"]
     for f in result.candidates:
         overlap = "-" if f.top5_overlap is None else f"{f.top5_overlap:.0%}"
-        lines.append(f"{f.fidelity:<34} {f.seconds_per_training:>10.1f} {f'{f.search_minutes:.0f} min':>20} {sigma(f):>6} "
+        lines.append(f"{f.fidelity:<34} {f.seconds_per_training:>10.1f} {f'{f.search_minutes:.0f} min':>20} {_sigma(f):>6} "
                      f"{f.spread:>9.2f} {_interval(f.tau, f.tau_interval):>22} {_interval(f.rho, f.rho_interval):>22} "
                      f"{overlap:>5}")
-        lines.append(yardstick_line(f))
+        lines += yardstick_lines(f)
     return lines + verdict_lines(result)
 
 
@@ -379,7 +385,7 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
              **_yardstick_columns(f)}
             for f in [*result.candidates, result.reference]]
     table = (pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-")
-             + "".join(f"<p>{line}</p>" for line in summary_lines(result)[:2])
+             + "".join(f"<p>{line}</p>" for line in reference_lines(result.reference))
              + "".join(f"<p><b>{line}</b></p>" for line in verdict_lines(result)))
     html_path.write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Fidelity calibration</title>"

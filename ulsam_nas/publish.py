@@ -61,8 +61,8 @@ def front_note(study: optuna.Study, front: Front) -> str:
         "",
         ("Optuna's Pareto front, on the study's first page, is per trial: a lucky seed can put a genome on it. The "
          "figures *Genome means over seeds* at the foot of that page show one point per genome at its mean top-1 over "
-         "seeds, error bars the 95% confidence interval of the mean, the front beyond seed noise in red and the paper "
-         "configurations marked."),
+         "seeds, error bars the 95% confidence interval of the mean, the front beyond seed noise highlighted and the "
+         "paper configurations marked."),
         "",
         f"- {front.noise.describe()}",
         f"- {front.signal.verdict(front.noise)}",
@@ -105,7 +105,7 @@ class DashboardPublisher:
     def __init__(self, study: optuna.Study, lock: AbstractContextManager | None = None,
                  every: int = PUBLISH_EVERY_COMPLETE, min_seconds: float = PUBLISH_MIN_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.study, self.lock = study, lock or nullcontext()
+        self.study, self.lock = study, nullcontext() if lock is None else lock
         self.every, self.min_seconds, self.clock = every, min_seconds, clock
         self.complete_when_published, self.published_at = 0, clock()
         self.warned = False
