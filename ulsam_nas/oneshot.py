@@ -48,6 +48,7 @@ from .front import Front
 from .genome import Genome
 from .ledger import close_interrupted, make_sampler, open_study
 from .objectives import Context, Selection, over_limit
+from .publish import DashboardPublisher
 from .schedulers import nondominated_fronts
 from .spaces import SearchSpace, random_genomes
 from .studies import StudyLock, open_storage
@@ -295,4 +296,5 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     study.set_user_attr("oneshot", {"study": oneshot_study.study_name, "budget": config.budget, "confirm": chosen,
                                     "panel": panel, "supernet": str(folder), "supernet_epochs": epochs,
                                     **agreement.to_json()})
+    DashboardPublisher(study).publish(len(done) + len(todo))  # the confirmed front, as a standalone search ends
     return study
