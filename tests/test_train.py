@@ -44,7 +44,7 @@ def test_smoke_vanilla_mv2_learns_well_above_chance_but_not_everything(vanilla_r
     assert 3 * chance <= results["vanilla"].top1 <= 90
     assert results["vanilla"].top5 > results["vanilla"].top1
     assert results["paper"].top1 > 2 * chance  # a paper configuration trains from the same seed
-    assert results["vanilla"].seconds < 60 and results["vanilla"].images_per_second > 0
+    assert results["vanilla"].seconds > 0 and results["vanilla"].images_per_second > 0  # speed: make bench, not here
     assert results["vanilla"].data_wait_share < 0.2
 
 
@@ -204,3 +204,20 @@ def test_train_cli_bad_input(args, message):
     result = run_module("ulsam_nas.train", *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_cpu_path_keeps_its_results_for_a_seed_and_thread_count():
+    """Pinned values, computed with the code before the GPU path (issue 20: device-side crops,
+    resident data, fused SGD, CUDA-event timing) was added, at 1 thread on the CPU; any change
+    of the CPU's arithmetic or random stream moves them."""
+    fidelity = replace(SMOKE, epochs=1, train_subset=400, test_subset=100, batch_size=32, recalibration_images=64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        losses = []
+        result = train(Genome.parse("mv2", "(16, 17)", g=4), "synthetic", fidelity, seed=3, device="cpu",
+                       report=lambda epoch, metrics: losses.append(metrics["loss"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert (result.top1, result.top5) == (15.0, 53.0)
+    assert losses == [pytest.approx(2.5630962665264425, rel=1e-12)]
