@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench gpu-check clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/early_stopping.py
 	$(PY) benchmarks/oneshot_scoring.py
 	$(PY) benchmarks/oneshot_vs_standalone.py
+
+# For a machine with a CUDA GPU, which may hold torch but neither Ray nor Optuna: it uses .venv
+# when there is one, else $(PYTHON) with the repository on PYTHONPATH; --noconftest because the
+# suite's fixtures import Optuna.
+GPU_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	PYTHONPATH=. $(GPU_PY) -m pytest -q --noconftest tests/test_gpu.py
+	PYTHONPATH=. PYTHONUNBUFFERED=1 $(GPU_PY) benchmarks/gpu_training.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,16 +1,21 @@
 import logging
 import os
+import pickle
 import shutil
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from ulsam_nas import Genome
 from ulsam_nas.data import VAL_FRACTION, DataError, DataSpec, load_images, stratified_subset, synthetic, train_val_indices
 from ulsam_nas.data.cache import cache_root, cached
 from ulsam_nas.data.loader import BatchLoader
+from ulsam_nas.fidelity import SMOKE
 from ulsam_nas.train import main as train_main
+from ulsam_nas.train import train
 
 from . import layouts
 from .commands import run_program
@@ -74,6 +79,24 @@ def test_changed_files_get_a_new_cache_entry(tmp_path):
     os.utime(root / "train" / "alpha" / "1.jpg", ns=(1, 1))
     after = load_images(f"folder:{root}", "train", 32)
     assert not torch.equal(before.images, after.images)
+
+
+def test_a_trial_given_the_drivers_cache_key_neither_lists_nor_stats_the_images(tmp_path):
+    root = layouts.food101(tmp_path / "food")
+    plain = DataSpec.parse(f"food101:{root}")
+    driver_load = load_images(plain, "train", 32)
+    keyed = pickle.loads(pickle.dumps(plain.with_cache_key("train", 32, driver_load.key)))  # as Ray ships it
+    assert keyed == plain and str(keyed) == str(plain)  # the key is no part of the spec's identity
+    # Once the driver has computed the key, a trial that listed or stat-ed the files would fail: one is gone.
+    first_image = root / "food-101" / "images" / "alpha" / "1.jpg"
+    first_image.unlink()
+    with pytest.raises(DataError, match="not there"):
+        load_images(plain, "train", 32)
+    trial_load = load_images(keyed, "train", 32)
+    assert trial_load.key == driver_load.key and torch.equal(trial_load.images, driver_load.images)
+    tiny = replace(SMOKE, epochs=1, train_subset=None, test_subset=None, batch_size=4, recalibration_images=4)
+    result = train(Genome("mv2"), keyed, tiny, evaluate_on="val", device="cpu")  # a trial's whole load path
+    assert result.epochs == 1
 
 
 def test_a_killed_cache_build_leaves_nothing_that_is_trusted():

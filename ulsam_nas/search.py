@@ -179,9 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fidelity = fidelity or parse_fidelity("proxy" if cluster_gpus else "smoke", space.backbone)
         print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
-        num_classes = len(load_images(data, "train", fidelity.resolution).classes)
+        # The trials get the cache keys computed here, so none of them lists or stats the files again.
+        train_set = load_images(data, "train", fidelity.resolution)
+        num_classes = len(train_set.classes)
+        data = data.with_cache_key("train", fidelity.resolution, train_set.key)
         if args.final:
-            load_images(data, "test", fidelity.resolution)
+            data = data.with_cache_key("test", fidelity.resolution, load_images(data, "test", fidelity.resolution).key)
     except ValueError as error:
         fail(str(error))
     config = SearchConfig(

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, stratified_subset, train_val_indices
-from .data.loader import BatchLoader
+from .data.loader import BatchLoader, resident
 from .fidelity import Fidelity, get_fidelity
 from .genome import Genome
 from .model import PlacedNet, build_model
@@ -102,7 +102,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, fidelity: Fidelity, steps_per_e
     return torch.optim.lr_scheduler.ExponentialLR(optimizer, fidelity.gamma), False
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, loader: BatchLoader, autocast: contextlib.AbstractContextManager) -> tuple[float, float]:
     """Top-1 and top-5 accuracy in %."""
     model.eval()
@@ -132,7 +132,10 @@ def train(
 
     ``report(epoch, metrics)`` is called after each epoch with top1, top5, loss, epoch,
     seconds and images_per_second (Ray Tune's schedulers stop trials from it). Deterministic
-    for a seed on the CPU. On CUDA: bf16 autocast and channels-last. Raises
+    for a seed on the CPU. On CUDA the step never waits for the host: the decoded split stays
+    on the GPU when it fits (``data.loader.resident``), the crops' random numbers are drawn
+    there, the loss is summed there and read once per epoch; bf16 autocast, channels-last,
+    cuDNN's autotuner and fused SGD; step and data-wait times come from CUDA events. Raises
     NonFiniteLossError if the loss becomes NaN or infinite, DataError for unusable data,
     ValueError for a bad ``evaluate_on`` or ``val_fraction``.
     """
@@ -155,8 +158,13 @@ def train(
         if eval_set.classes != train_set.classes:
             raise DataError(f"{data.name}: the train and test splits list different classes")
 
+    eval_labels = eval_set.labels.numpy()  # read on the host before the split may move to the GPU
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device).manual_seed(seed)  # where the crops are drawn
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # static shapes: the autotuned kernels pay back within the first epoch
+        train_set = resident(train_set, device)
+        eval_set = train_set if evaluate_on == "val" else resident(eval_set, device)
     model = build_proxy(genome, fidelity, len(train_set.classes)).to(device)
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -166,53 +174,35 @@ def train(
         crop_scale=fidelity.crop_scale,
     )
     eval_loader = BatchLoader(
-        eval_set, _stratified(eval_set.labels.numpy(), eval_indices, fidelity.test_subset),
+        eval_set, _stratified(eval_labels, eval_indices, fidelity.test_subset),
         max(fidelity.batch_size, 256), device, train=False, memory_format=memory_format,
     )
     recalibration_loader = BatchLoader(
         train_set, _stratified(train_labels, fit_indices, fidelity.recalibration_images),
         256, device, train=False, memory_format=memory_format,
     ) if fidelity.recalibration_images else None
+    # Fused SGD: one kernel for every parameter's update instead of a few per tensor; the CPU keeps
+    # the default implementation, and with it its results.
     optimizer = torch.optim.SGD(model.parameters(), lr=fidelity.lr, momentum=fidelity.momentum,
-                                nesterov=fidelity.nesterov, weight_decay=fidelity.weight_decay)
+                                nesterov=fidelity.nesterov, weight_decay=fidelity.weight_decay,
+                                fused=True if cuda else None)
     scheduler, per_step = _scheduler(optimizer, fidelity, len(train_loader))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     loss_fn = nn.CrossEntropyLoss()
 
     started = time.perf_counter()
-    step_seconds = wait_seconds = 0.0
+    clock = StepClock(cuda)
     images_seen = 0
     top1 = top5 = 0.0
     for epoch in range(1, fidelity.epochs + 1):
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        batches = iter(train_loader)
         bar = _progress(len(train_loader), f"epoch {epoch}/{fidelity.epochs}", progress)
-        while True:
-            tick = time.perf_counter()
-            try:
-                images, labels = next(batches)
-            except StopIteration:
-                break
-            fetched = time.perf_counter()
-            with autocast:
-                loss = loss_fn(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if per_step:
-                scheduler.step()
-            loss_sum += loss.detach()  # summed on the device: no sync per step; checked per epoch
-            wait_seconds += fetched - tick
-            step_seconds += time.perf_counter() - tick
-            images_seen += len(labels)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        loss_sum = train_epoch(model, train_loader, optimizer, scheduler if per_step else None, autocast, loss_fn,
+                               clock, bar)
+        images_seen += len(train_loader.indices)
         if not per_step:
             scheduler.step()
-        mean_loss = float(loss_sum) / max(1, len(train_loader))
+        mean_loss = float(loss_sum) / max(1, len(train_loader))  # the epoch's one read from the device
+        clock.end_epoch()
         if not torch.isfinite(torch.tensor(mean_loss)):
             raise NonFiniteLossError(f"training loss became {mean_loss} in epoch {epoch} of {genome}")
         if recalibration_loader is not None:
@@ -221,7 +211,7 @@ def train(
         top1, top5 = evaluate(model, eval_loader, autocast)
         elapsed = time.perf_counter() - started
         metrics = {"epoch": epoch, "top1": top1, "top5": top5, "loss": mean_loss, "seconds": elapsed,
-                   "images_per_second": images_seen / max(step_seconds, 1e-9)}
+                   "images_per_second": images_seen / max(clock.step_seconds, 1e-9)}
         if progress:
             print(f"epoch {epoch}/{fidelity.epochs}: loss {mean_loss:.3f}, top-1 {top1:.2f}%, top-5 {top5:.2f}%",
                   file=sys.stderr)
@@ -229,9 +219,85 @@ def train(
             report(epoch, metrics)
     return TrainResult(
         top1=top1, top5=top5, split=evaluate_on, epochs=fidelity.epochs, seconds=time.perf_counter() - started,
-        images_per_second=images_seen / max(step_seconds, 1e-9),
-        data_wait_share=wait_seconds / max(step_seconds, 1e-9), model=model,
+        images_per_second=images_seen / max(clock.step_seconds, 1e-9),
+        data_wait_share=clock.wait_seconds / max(clock.step_seconds, 1e-9), model=model,
     )
+
+
+class StepClock:
+    """Training-step time and the part of it spent waiting for the batch (``start``, ``fetched``,
+    ``stopped`` around each step). On the CPU, host time. On CUDA, the host only queues work,
+    so host time would count launches, not work: CUDA events on the stream time each step and
+    its batch preparation there, read at ``end_epoch`` after the epoch's one synchronisation."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.step_seconds = self.wait_seconds = 0.0
+        self.marks: list = []  # per step: (start, fetched, stopped)
+        self.pending: list = []
+
+    def _now(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def start(self) -> None:
+        self.pending = [self._now()]
+
+    def fetched(self) -> None:
+        self.pending.append(self._now())
+
+    def stopped(self) -> None:
+        start, fetched = self.pending
+        stopped = self._now()
+        if self.cuda:
+            self.marks.append((start, fetched, stopped))
+        else:
+            self.wait_seconds += fetched - start
+            self.step_seconds += stopped - start
+
+    def end_epoch(self) -> None:
+        if not self.marks:
+            return
+        self.marks[-1][2].synchronize()
+        for start, fetched, stopped in self.marks:  # elapsed_time is in milliseconds
+            self.wait_seconds += start.elapsed_time(fetched) / 1000
+            self.step_seconds += start.elapsed_time(stopped) / 1000
+        self.marks = []
+
+
+def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
+                step_scheduler, autocast: contextlib.AbstractContextManager, loss_fn: nn.Module,
+                clock: StepClock, bar=None) -> torch.Tensor:
+    """One pass over ``loader``, stepping ``step_scheduler`` (if any) after every batch. Returns
+    the summed loss where it was computed: on CUDA nothing in here reads from the GPU, so the
+    host queues the steps ahead of the GPU's work."""
+    model.train()
+    loss_sum = torch.zeros((), device=loader.device)
+    batches = iter(loader)
+    while True:
+        clock.start()
+        try:
+            images, labels = next(batches)
+        except StopIteration:
+            break
+        clock.fetched()
+        with autocast:
+            loss = loss_fn(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        loss_sum += loss.detach()
+        clock.stopped()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return loss_sum
 
 
 def _stratified(labels: np.ndarray, indices: np.ndarray, count: int | None) -> torch.Tensor:

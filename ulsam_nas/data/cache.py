@@ -40,6 +40,7 @@ class ImageTensors:
     labels: torch.Tensor
     classes: tuple[str, ...]
     skipped: int = 0
+    key: str = ""  # the cache key it was read under (``DataSpec.with_cache_key`` hands it to trials)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -74,16 +75,17 @@ def cached(name: str, split: str, resolution: int, key: str,
                 os.replace(staging, entry)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    return _open(entry)
+    return _open(entry, key)
 
 
-def _open(entry: Path) -> ImageTensors:
+def _open(entry: Path, key: str) -> ImageTensors:
     meta = json.loads((entry / "meta.json").read_text())
     shape = tuple(meta["shape"])
     size = int(np.prod(shape))
     # shared=False maps the file copy-on-write: pages are shared, writes never reach the file.
     images = torch.from_file(str(entry / "images.u8"), shared=False, size=size, dtype=torch.uint8).view(shape)
-    return ImageTensors(images, torch.tensor(meta["labels"], dtype=torch.int64), tuple(meta["classes"]), meta["skipped"])
+    return ImageTensors(images, torch.tensor(meta["labels"], dtype=torch.int64), tuple(meta["classes"]), meta["skipped"],
+                        key)
 
 
 def decode(path: str, resolution: int) -> np.ndarray | None:
