@@ -4,7 +4,6 @@ import math
 
 import optuna
 import pytest
-
 from scipy import stats as distributions
 
 from ulsam_nas.front import Front, GenomeStats, genome_stats, paper_status, seed_noise
