@@ -3,8 +3,9 @@
 No test compares a wall time with a constant: these machines are shared and their speed drifts
 2x from day to day, so speed is measured by ``make bench`` against a baseline run beside it. The
 only clock the tests read is a hang guard: a limit far beyond any slow day (the slowest command
-of the suite takes about 90 s on a quiet day on the 2-core CI machine, 180 s on a slow one), so
-that a hung command fails its test with a message saying so, instead of stalling CI.
+of the suite, a calibration in tests/test_calibrate.py, took 248 s on the 2-core CI machine with
+a search and three other jobs running beside the suite), so that a hung command fails its test
+with a message saying so, instead of stalling CI.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-HANG_GUARD_S = 1800.0
-"""Seconds after which a command or a wait is taken to have hung: 10x the slowest slow-day figure."""
+HANG_GUARD_S = 2700.0
+"""Seconds after which a command or a wait is taken to have hung: over 10x the slowest loaded-day figure."""
 
 
 def child_env(*, drop: str = "RAY_ADDRESS", **extra: str) -> dict[str, str]:
