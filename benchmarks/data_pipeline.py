@@ -33,8 +33,8 @@ from torchvision import datasets, transforms
 from ulsam_nas import Genome
 from ulsam_nas.data import load_images, synthetic
 from ulsam_nas.data.loader import BatchLoader
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.train import build_proxy
+from ulsam_nas.train.fidelity import SMOKE
+from ulsam_nas.train.loop import build_proxy
 
 RESOLUTION = 64
 BATCH = 64

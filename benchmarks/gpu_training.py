@@ -10,7 +10,7 @@ JPEGs; the labels carry no signal, only the throughput counts), then prints, wit
 
 1. a plain loop: torchvision ``mobilenet_v2``, bf16 autocast, channels-last, SGD, on one
    GPU-resident batch at the proxy's resolution and batch, and our proxy network in the same loop;
-2. our training path (``ulsam_nas.train.train``, what a trial runs: resident data, crops on the
+2. our training path (``ulsam_nas.train.loop.train``, what a trial runs: resident data, crops on the
    GPU, the proxy fidelity at 64 px, batch 128, MV2 with the paper placement (16, 17) g=4) as
    1, 2, 4 and 8 concurrent trial processes on the GPU, each on its own copy of the data and
    with the node's cores shared out: per-trial step images/s (its ratio to the plain loop at 1
@@ -106,8 +106,8 @@ def images_per_second(step, steps: int, warmup: int = 20) -> float:
 def trial_worker(data: str, epochs: int, threads: int, barrier, results) -> None:
     """One trial as the search runs it (``evaluate_on="val"``), started with the others at the barrier."""
     from ulsam_nas.data import DataSpec, load_images
-    from ulsam_nas.fidelity import parse_fidelity
-    from ulsam_nas.train import train
+    from ulsam_nas.train.fidelity import parse_fidelity
+    from ulsam_nas.train.loop import train
 
     torch.set_num_threads(threads)
     spec = DataSpec.parse(data)
@@ -145,8 +145,8 @@ def concurrent_trials(data: str, count: int, epochs: int, timeout: float) -> lis
 
 def step_variants(classes: int, steps: int, compile_mode: str) -> None:
     """Our proxy network's step on one static batch: eager, compiled, captured in a CUDA graph."""
-    from ulsam_nas.fidelity import PROXY
-    from ulsam_nas.train import build_proxy
+    from ulsam_nas.train.fidelity import PROXY
+    from ulsam_nas.train.loop import build_proxy
 
     device = torch.device("cuda")
     images = torch.randn(BATCH, 3, RESOLUTION, RESOLUTION, device=device).contiguous(memory_format=torch.channels_last)
@@ -237,8 +237,8 @@ def main() -> int:
     from torchvision.models import mobilenet_v2
 
     from ulsam_nas.data import load_images, train_val_indices
-    from ulsam_nas.fidelity import PROXY
-    from ulsam_nas.train import build_proxy
+    from ulsam_nas.train.fidelity import PROXY
+    from ulsam_nas.train.loop import build_proxy
 
     torch.backends.cudnn.benchmark = True
     workdir = Path(tempfile.mkdtemp(prefix="gpu-training-")) if args.workdir is None else args.workdir

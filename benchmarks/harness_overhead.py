@@ -24,10 +24,10 @@ from ray import cloudpickle
 
 from ulsam_nas.cost import count_cost
 from ulsam_nas.data import DataSpec
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.spaces import load_space
+from ulsam_nas.models.spaces import load_space
+from ulsam_nas.search.tune import SearchConfig, make_sampler, run_search
 from ulsam_nas.studies import open_storage
-from ulsam_nas.tune import SearchConfig, make_sampler, run_search
+from ulsam_nas.train.fidelity import SMOKE
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 FIDELITY = replace(SMOKE, epochs=1)

@@ -20,10 +20,10 @@ import time
 import optuna
 import torch
 
-from ulsam_nas.fidelity import get_fidelity
-from ulsam_nas.spaces import load_space, random_genomes
-from ulsam_nas.supernet import PathScorer, SuperNet
-from ulsam_nas.train import train
+from ulsam_nas.models.spaces import load_space, random_genomes
+from ulsam_nas.train.fidelity import get_fidelity
+from ulsam_nas.train.loop import train
+from ulsam_nas.train.supernet import PathScorer, SuperNet
 
 
 def main() -> int:

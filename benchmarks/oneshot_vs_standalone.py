@@ -28,8 +28,8 @@ from pathlib import Path
 
 import optuna
 
-from ulsam_nas.agreement import agreement_of
-from ulsam_nas.report import hypervolume_history, reference_for
+from ulsam_nas.analysis.agreement import agreement_of
+from ulsam_nas.report.writer import hypervolume_history, reference_for
 
 
 def run(args: list[str], folder: Path) -> float:

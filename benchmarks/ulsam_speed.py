@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.benchmark import Timer
 
-from ulsam_nas.ulsam import ULSAM, GroupLoopULSAM
+from ulsam_nas.models.ulsam import ULSAM, GroupLoopULSAM
 
 TARGET_SPEEDUP = {"cpu": 1.2, "cuda": 5.0}
 

@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas import Genome, count_cost
-from ulsam_nas.genome import INSERT, Placement
-from ulsam_nas.spaces import SearchSpace, load_space
+from ulsam_nas.models.genome import INSERT, Placement
+from ulsam_nas.models.spaces import SearchSpace, load_space
 from ulsam_nas.studies import write_pointer
 
 from .commands import wait_until

@@ -4,7 +4,7 @@ split-half ceiling, the cost baselines, and how a one-shot agreement is stored a
 import numpy as np
 import pytest
 
-from ulsam_nas.agreement import (
+from ulsam_nas.analysis.agreement import (
     CeilingAndBaselines,
     RankAgreement,
     agreement_of,

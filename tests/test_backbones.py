@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 from ulsam_nas import ULSAM, Genome, build_model
-from ulsam_nas.backbones import get_backbone
+from ulsam_nas.models.backbones import get_backbone
 
 
 def n_params(model: torch.nn.Module) -> int:

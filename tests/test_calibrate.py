@@ -10,8 +10,9 @@ import pytest
 from optuna.trial import TrialState
 from scipy import stats
 
-from ulsam_nas.agreement import CeilingAndBaselines, Correlation, bootstrap_interval, kendall_tau, spearman_rho
-from ulsam_nas.calibrate import (
+from ulsam_nas.analysis.agreement import CeilingAndBaselines, Correlation, bootstrap_interval, kendall_tau, spearman_rho
+from ulsam_nas.analysis.front import Signal
+from ulsam_nas.calibrate.calibration import (
     Calibration,
     FidelityFigures,
     fidelity_figures,
@@ -20,8 +21,7 @@ from ulsam_nas.calibrate import (
     summary_lines,
     top_k_overlap,
 )
-from ulsam_nas.front import Signal
-from ulsam_nas.spaces import load_space
+from ulsam_nas.models.spaces import load_space
 
 from .commands import run_module, start_module
 from .conftest import kill_once_running

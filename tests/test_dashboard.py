@@ -14,14 +14,14 @@ import ray
 from optuna_dashboard import get_note
 from ray import cloudpickle
 
+from ulsam_nas.analysis.front import Front
 from ulsam_nas.data import DataSpec
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.front import Front
-from ulsam_nas.publish import DashboardPublisher, publish_front
-from ulsam_nas.report import write_report
-from ulsam_nas.spaces import load_space
+from ulsam_nas.models.spaces import load_space
+from ulsam_nas.report.publish import DashboardPublisher, publish_front
+from ulsam_nas.report.writer import write_report
+from ulsam_nas.search.tune import SearchConfig, run_search
 from ulsam_nas.studies import artifact_store, open_storage
-from ulsam_nas.tune import SearchConfig, run_search
+from ulsam_nas.train.fidelity import SMOKE
 
 from .commands import finish, run_program, start_module, wait_until
 from .conftest import add, free_port
@@ -135,7 +135,7 @@ def test_publishing_again_replaces_the_figures_and_the_note(study_dir):
 def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(study_dir, monkeypatch, capsys):
     now = [0.0]
     published = []
-    monkeypatch.setattr("ulsam_nas.publish.publish_front", published.append)
+    monkeypatch.setattr("ulsam_nas.report.publish.publish_front", published.append)
     publisher = DashboardPublisher(load(study_dir), every=10, min_seconds=60.0, clock=lambda: now[0])
     publisher.on_progress(9)
     now[0] = 61.0
@@ -152,7 +152,7 @@ def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(s
     def broken(study):
         raise OSError("disk full")
 
-    monkeypatch.setattr("ulsam_nas.publish.publish_front", broken)
+    monkeypatch.setattr("ulsam_nas.report.publish.publish_front", broken)
     publisher.publish(31)  # the search's end: whenever it comes
     publisher.publish(31)
     assert capsys.readouterr().err.count("not refreshed (OSError: disk full); the search goes on") == 1

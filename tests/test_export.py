@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from ulsam_nas import Genome, build_model
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.train import build_proxy, save_weights
+from ulsam_nas.train.fidelity import SMOKE
+from ulsam_nas.train.loop import build_proxy, save_weights
 
 from .commands import run_module, run_program
 from .conftest import random_genome

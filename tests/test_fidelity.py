@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ulsam_nas.fidelity import FULL, KEYS, PROXY, SMOKE, get_fidelity, parse_fidelity
+from ulsam_nas.train.fidelity import FULL, KEYS, PROXY, SMOKE, get_fidelity, parse_fidelity
 
 from .commands import run_module
 

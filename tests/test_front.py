@@ -6,8 +6,8 @@ import optuna
 import pytest
 from scipy import stats as distributions
 
-from ulsam_nas.front import Front, GenomeStats, genome_stats, paper_status, seed_noise
-from ulsam_nas.objectives import Selection
+from ulsam_nas.analysis.front import Front, GenomeStats, genome_stats, paper_status, seed_noise
+from ulsam_nas.analysis.objectives import Selection
 
 from .conftest import add
 

@@ -15,8 +15,8 @@ import torch
 from ulsam_nas import Genome
 from ulsam_nas.data import load_images
 from ulsam_nas.data.loader import BatchLoader, resident
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.train import StepClock, build_proxy, train, train_epoch
+from ulsam_nas.train.fidelity import SMOKE
+from ulsam_nas.train.loop import StepClock, build_proxy, train, train_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

@@ -3,7 +3,7 @@ import numpy as np
 import optuna
 import pytest
 
-from ulsam_nas.hypervolume import hypervolume
+from ulsam_nas.analysis.hypervolume import hypervolume
 
 from .complexity import growth
 

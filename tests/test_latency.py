@@ -10,9 +10,10 @@ import optuna
 import pytest
 from torch import nn
 
-from ulsam_nas import Genome, build_model, latency
-from ulsam_nas.latency import PART_PASSES, LatencyTable, Target, check, parts, time_interleaved
-from ulsam_nas.model import PlacedNet
+from ulsam_nas import Genome, build_model
+from ulsam_nas.latency import table as latency
+from ulsam_nas.latency.table import PART_PASSES, LatencyTable, Target, check, parts, time_interleaved
+from ulsam_nas.models.build import PlacedNet
 from ulsam_nas.studies import write_pointer
 
 from .commands import run_module

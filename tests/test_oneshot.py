@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from ulsam_nas.agreement import RankAgreement
+from ulsam_nas.analysis.agreement import RankAgreement
 
 from .commands import run_module, start_module, wait_until
 from .conftest import write_space

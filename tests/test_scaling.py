@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from optuna.trial import TrialState
 
-from ulsam_nas.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
+from ulsam_nas.search.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.studies import open_storage
 
 from .commands import child_env, finish, run_module, run_program, wait_until
@@ -176,7 +176,7 @@ def test_a_trial_its_driver_died_before_claiming_is_closed_and_queued_again(tmp_
 @pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/nas", "postgresql+psycopg://nobody@127.0.0.1:1/nas"])
 def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
     """Without psycopg installed (blocked here at import), one line says what to install."""
-    code = ("import sys; sys.modules['psycopg'] = None; from ulsam_nas.search import main; "
+    code = ("import sys; sys.modules['psycopg'] = None; from ulsam_nas.search.command import main; "
             f"sys.exit(main(['--storage', {url!r}, '--study', {str(tmp_path / 's')!r}]))")
     result = run_program([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2

@@ -22,14 +22,14 @@ from optuna.trial import TrialState
 from ray import cloudpickle
 
 from ulsam_nas import Genome
+from ulsam_nas.analysis.front import Front
 from ulsam_nas.data import DataSpec
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.final import final_candidates, run_final
-from ulsam_nas.front import Front
-from ulsam_nas.report import knee, write_report
-from ulsam_nas.spaces import load_space
+from ulsam_nas.models.spaces import load_space
+from ulsam_nas.report.writer import knee, write_report
+from ulsam_nas.search.final import final_candidates, run_final
+from ulsam_nas.search.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
 from ulsam_nas.studies import open_storage
-from ulsam_nas.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
+from ulsam_nas.train.fidelity import SMOKE
 
 from . import layouts
 from .commands import run_module, start_module

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from ulsam_nas.spaces import BUILTIN_DIR, SpaceError, load_space
+from ulsam_nas.models.spaces import BUILTIN_DIR, SpaceError, load_space
 
 from .commands import run_module
 
@@ -17,7 +17,7 @@ def test_builtin_spaces_load(spaces):
 
 
 def test_groups_in_space_files_divide_the_channels(spaces):
-    from ulsam_nas.backbones import get_backbone
+    from ulsam_nas.models.backbones import get_backbone
 
     for space in spaces.values():
         backbone = get_backbone(space.backbone)

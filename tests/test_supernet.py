@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from ulsam_nas import Genome
-from ulsam_nas.fidelity import SMOKE
-from ulsam_nas.genome import INSERT, SUBSTITUTE, Placement
-from ulsam_nas.spaces import random_genomes
-from ulsam_nas.supernet import CHECKPOINT, CHECKPOINT_KEY, SuperNet, score, train_supernet, uniform_genome
-from ulsam_nas.train import build_proxy
-from ulsam_nas.ulsam import ULSAM
+from ulsam_nas.models.genome import INSERT, SUBSTITUTE, Placement
+from ulsam_nas.models.spaces import random_genomes
+from ulsam_nas.models.ulsam import ULSAM
+from ulsam_nas.train.fidelity import SMOKE
+from ulsam_nas.train.loop import build_proxy
+from ulsam_nas.train.supernet import CHECKPOINT, CHECKPOINT_KEY, SuperNet, score, train_supernet, uniform_genome
 
 TINY = "smoke:epochs=2,train_images=200"
 

@@ -7,13 +7,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ulsam_nas import Genome, count_cost
-from ulsam_nas import train as train_module
-from ulsam_nas.backbones import get_backbone
-from ulsam_nas.backbones.base import final_map_size
 from ulsam_nas.data import DataError, synthetic, train_val_indices
-from ulsam_nas.fidelity import SMOKE, get_fidelity
-from ulsam_nas.train import NonFiniteLossError, build_proxy, train
-from ulsam_nas.train import main as train_main
+from ulsam_nas.models.backbones import get_backbone
+from ulsam_nas.models.backbones.base import final_map_size
+from ulsam_nas.train import loop as train_module
+from ulsam_nas.train.fidelity import SMOKE, get_fidelity
+from ulsam_nas.train.loop import NonFiniteLossError, build_proxy, train
+from ulsam_nas.train.loop import main as train_main
 
 from . import layouts
 from .commands import run_module

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ulsam_nas.ulsam import ULSAM, GroupLoopULSAM, ulsam_cost
+from ulsam_nas.models.ulsam import ULSAM, GroupLoopULSAM, ulsam_cost
 
 
 def _twins(channels, groups, variant, seed=0):

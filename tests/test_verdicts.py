@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ulsam_nas import count_cost
-from ulsam_nas.front import Front, GenomeStats, between_genome, seed_noise
-from ulsam_nas.objectives import Selection
-from ulsam_nas.spaces import load_space, random_genomes
+from ulsam_nas.analysis.front import Front, GenomeStats, between_genome, seed_noise
+from ulsam_nas.analysis.objectives import Selection
+from ulsam_nas.models.spaces import load_space, random_genomes
 
 SIGMA = 5.0
 TRUE_TOP1 = 50.0

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from .genome import Genome
+from .models.genome import Genome
 
 if TYPE_CHECKING:
-    from .spaces import SearchSpace
+    from .models.spaces import SearchSpace
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -6,10 +6,10 @@ paper's configurations against their printed figures.
 
 from __future__ import annotations
 
-from ..backbones import get_backbone
-from ..genome import SUBSTITUTE, Genome
-from ..layers import Cost
-from ..ulsam import ulsam_cost
+from ..models.backbones import get_backbone
+from ..models.genome import SUBSTITUTE, Genome
+from ..models.layers import Cost
+from ..models.ulsam import ulsam_cost
 
 __all__ = ["Cost", "count_cost"]
 

@@ -11,7 +11,7 @@ import json
 import sys
 
 from ..cli import ArgumentParser, fail, genome_from_cli
-from ..spaces import builtin_spaces, load_space
+from ..models.spaces import builtin_spaces, load_space
 from . import count_cost
 from .paper import format_paper_report, paper_rows
 

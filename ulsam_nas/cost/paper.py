@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-from ..spaces import PaperConfig, PrintedFigure, SearchSpace
+from ..models.spaces import PaperConfig, PrintedFigure, SearchSpace
 from . import count_cost
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .objectives import Selection
+from ..analysis.objectives import Selection
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .cost import count_cost
-from .genome import Genome
+from ..cost import count_cost
+from ..models.genome import Genome
 
 REFERENCE_FACTOR = 1.25  # the hypervolume's reference point: 1.25 x the vanilla backbone's costs
 DEFAULT = "top1,macs,params"
@@ -60,7 +60,7 @@ class Context:
         """The latency table of the space on the target: loaded from the cache, with what it
         lacks timed now (every part the space can hold, once per machine)."""
         if self._latency is None:
-            from .latency import LatencyTable, Target, every_part
+            from ..latency.table import LatencyTable, Target, every_part
 
             target = Target(self.latency_device, self.latency_threads)
             table = LatencyTable.load(target, self.space.backbone)

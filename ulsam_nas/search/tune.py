@@ -37,11 +37,15 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import Searcher
 
-from .cost import count_cost
-from .data import VAL_FRACTION, DataSpec
-from .fidelity import Fidelity, parse_fidelity
-from .front import COST_TOLERANCE
-from .genome import Genome
+from ..analysis.front import COST_TOLERANCE
+from ..analysis.objectives import DEFAULT, Context, Selection, over_limit
+from ..cost import count_cost
+from ..data import VAL_FRACTION, DataSpec
+from ..models.genome import Genome
+from ..models.spaces import SearchSpace
+from ..report.publish import DashboardPublisher
+from ..studies import HEARTBEAT_SECONDS, StudyLock, open_storage
+from ..train.fidelity import Fidelity, parse_fidelity
 from .ledger import (
     INTERRUPTED,
     WAIT,
@@ -61,13 +65,9 @@ from .ledger import (
     rerun_attrs,
     store_noise,
 )
-from .objectives import DEFAULT, Context, Selection, over_limit
-from .publish import DashboardPublisher
 from .schedulers import MultiObjectiveSuccessiveHalving
-from .spaces import SearchSpace
-from .studies import HEARTBEAT_SECONDS, StudyLock, open_storage
 
-Trainer = Callable[..., Any]  # the signature of ulsam_nas.train.train
+Trainer = Callable[..., Any]  # the signature of ulsam_nas.train.loop.train
 # Drivers record Optuna's heartbeat themselves (``beat``); Optuna expects Study.optimize to.
 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize", UserWarning)
 POLL_SECONDS = 1.0  # how often a driver with nothing to start looks at the study again
@@ -553,7 +553,7 @@ def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: 
     from ray import tune
 
     if trainer is None:
-        from .train import train as trainer
+        from ..train.loop import train as trainer
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # silent legacy console output (see tune.py)
     searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data), **(attrs or {})}, objectives,
                             labels)
@@ -648,7 +648,7 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     """Run (or resume) the search until the study holds ``config.budget`` finished trials.
     Ray must be initialised (``ray.init``) by the caller."""
     if trainer is None:
-        from .train import train as trainer
+        from ..train.loop import train as trainer
     # Ray's newer console output prints an experiment banner even at verbose=0; the legacy
     # engine is silent there, and ProgressLine is all the user sees.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

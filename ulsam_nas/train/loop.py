@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, stratified_subset, train_val_indices
-from .data.loader import BatchLoader, resident
+from ..data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, stratified_subset, train_val_indices
+from ..data.loader import BatchLoader, resident
+from ..models.build import PlacedNet, build_model
+from ..models.genome import Genome
 from .fidelity import Fidelity, get_fidelity
-from .genome import Genome
-from .model import PlacedNet, build_model
 
 log = logging.getLogger(__name__)
 Report = Callable[[int, dict], None]
@@ -62,7 +62,7 @@ def default_device() -> torch.device:
 
 def build_proxy(genome: Genome, fidelity: Fidelity, num_classes: int) -> PlacedNet:
     """The network a trial trains: the genome at the fidelity's width, channel rounding and
-    resolution (see ``ulsam_nas.fidelity``), residual blocks starting as the identity."""
+    resolution (see ``ulsam_nas.train.fidelity``), residual blocks starting as the identity."""
     model = build_model(
         genome, num_classes=num_classes, width_mult=genome.width_mult * fidelity.width_mult,
         channel_multiple=fidelity.channel_multiple if fidelity.width_mult != 1.0 else None,
@@ -331,8 +331,8 @@ def save_weights(model: PlacedNet, path: Path, metadata: dict[str, str]) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import ArgumentParser, fail, genome_from_cli
-    from .spaces import load_space
+    from ..cli import ArgumentParser, fail, genome_from_cli
+    from ..models.spaces import load_space
 
     parser = ArgumentParser(prog="python -m ulsam_nas.train",
                             description="Train one ULSAM placement from scratch and report top-1 / top-5.")
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic, food101, cub200, dogs, folder")
     parser.add_argument("--fidelity", default=None,
                         help="smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8,resolution=48 "
-                             "(keys in ulsam_nas.fidelity; default: proxy with a GPU, smoke without)")
+                             "(keys in ulsam_nas.train.fidelity; default: proxy with a GPU, smoke without)")
     parser.add_argument("--epochs", type=int, default=None, help="override the fidelity's number of epochs (shorthand)")
     parser.add_argument("--evaluate-on", choices=EVALUATE_ON, default="test",
                         help="test: train on the whole train split, report on the test split (default; for a chosen "
@@ -394,6 +394,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"weights written to {args.save}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

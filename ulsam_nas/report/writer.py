@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import sys
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,10 @@ from types import SimpleNamespace
 import optuna
 import pandas as pd
 
-from .agreement import RankAgreement, agreement_of
-from .front import Front, GenomeStats, SeedNoise, genome_stats, genomes_table, paper_status, trial_seed
-from .hypervolume import hypervolume
-from .objectives import REFERENCE_FACTOR, Context, Objective, Selection, parse_limit
+from ..analysis.agreement import RankAgreement, agreement_of
+from ..analysis.front import Front, GenomeStats, SeedNoise, genome_stats, genomes_table, paper_status, trial_seed
+from ..analysis.hypervolume import hypervolume
+from ..analysis.objectives import REFERENCE_FACTOR, Context, Objective, Selection, parse_limit
 
 RULES = ("knee", "max-top1", "max-top1 NAME<=X (e.g. macs<=250M, params<=2.5M, latency<=4ms)")
 _CONSTRAINED = re.compile(r"^max-(?P<metric>[a-z0-9_]+)(?:\s+(?:under\s+)?(?P<objective>[a-z0-9_]+)\s*<=\s*(?P<limit>.+))?$",
@@ -76,7 +75,7 @@ def reference_for(study: optuna.Study) -> Reference:
     specs = study.user_attrs.get("objective_specs")
     if specs:
         return Reference(selection, {spec["name"]: spec["reference"] for spec in specs})
-    from .spaces import load_space
+    from ..models.spaces import load_space
 
     try:
         space = load_space(study.user_attrs["space"])
@@ -448,8 +447,8 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import ArgumentParser, fail
-    from .studies import StudyNotFound, load_study
+    from ..cli import ArgumentParser, fail
+    from ..studies import StudyNotFound, load_study
 
     parser = ArgumentParser(prog="python -m ulsam_nas.report", description="Offline report of a search study.")
     parser.add_argument("--study", type=Path, required=True, help="study folder (as given to the search)")
@@ -464,6 +463,3 @@ def main(argv: list[str] | None = None) -> int:
     print(summary.text())
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -54,12 +54,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import get_backbone
-from .backbones.base import LayerSpec
-from .genome import INSERT, Genome, Placement
-from .layers import init_weights
-from .spaces import SearchSpace, random_genomes
-from .ulsam import ULSAM
+from ..models.backbones import get_backbone
+from ..models.backbones.base import LayerSpec
+from ..models.genome import INSERT, Genome, Placement
+from ..models.layers import init_weights
+from ..models.spaces import SearchSpace, random_genomes
+from ..models.ulsam import ULSAM
 
 RESOLUTION = 224
 NETWORK_INPUT = (1, 3, RESOLUTION, RESOLUTION)
@@ -273,7 +273,7 @@ class LatencyTable:
 
     @classmethod
     def path(cls, target: Target, backbone: str) -> Path:
-        from .data.cache import cache_key, cache_root
+        from ..data.cache import cache_key, cache_root
 
         return cache_root() / "latency" / f"{backbone}-{cache_key(target.key())}.json"
 
@@ -308,7 +308,7 @@ class LatencyTable:
         here, when a slow spell (module docstring) lasted the whole timing. A new table also times the
         vanilla network every ``VANILLA_EVERY`` part timings and at the end, and keeps the
         fastest (module docstring)."""
-        from .model import build_model
+        from ..models.build import build_model
 
         if self.vanilla_width is None:
             self.vanilla_width = genomes[0].width_mult
@@ -345,7 +345,7 @@ class LatencyTable:
 
 def measure(genome: Genome, num_classes: int, target: Target) -> float:
     """End-to-end milliseconds per image of ``build_model(genome)``, with the table's protocol."""
-    from .model import build_model
+    from ..models.build import build_model
 
     return time_module(build_model(genome, num_classes), NETWORK_INPUT, target)
 
@@ -383,7 +383,7 @@ class Check:
 def check(table: LatencyTable, genomes: list[Genome], num_classes: int, progress: bool = False) -> Check:
     """Measure ``genomes`` end to end, each in alternating rounds with the vanilla network, and
     set the table's predictions beside them at the table's machine speed (module docstring)."""
-    from .model import build_model
+    from ..models.build import build_model
 
     vanilla_model = build_model(table.vanilla, num_classes)
     predicted, measured, measured_now, vanilla_now = [], [], [], []
@@ -410,8 +410,8 @@ def every_part(space: SearchSpace) -> list[Genome]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import ArgumentParser, fail
-    from .spaces import load_space
+    from ..cli import ArgumentParser, fail
+    from ..models.spaces import load_space
 
     p = ArgumentParser(prog="python -m ulsam_nas.latency",
                        description="Build (or load) the latency table of a search space on this machine and check it "
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         fail("--check must be 0 or more and --num-classes at least 1")
     study = None
     if args.study is not None:
-        from .studies import StudyNotFound, load_study
+        from ..studies import StudyNotFound, load_study
 
         try:
             study, _ = load_study(args.study)
@@ -466,6 +466,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stored on study {study.study_name!r}: latency_target" + (", latency_check" if sample else ""))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

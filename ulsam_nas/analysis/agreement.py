@@ -132,8 +132,8 @@ def cost_baseline(costs: Sequence[float], means: Sequence[float]) -> Correlation
 
 def genome_costs(genomes: Iterable[str], num_classes: int) -> dict[str, tuple[float, float]]:
     """genome -> (MACs, params) at 224 px, as the search's objectives count them."""
-    from .cost import count_cost
-    from .genome import Genome
+    from ..cost import count_cost
+    from ..models.genome import Genome
 
     costs = {}
     for genome in genomes:

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from . import layers, ulsam
-from .backbones import get_backbone
-from .cost import count_cost
-from .genome import INSERT, SUBSTITUTE, Genome
-from .model import PlacedNet, build_model
+from ..cost import count_cost
+from ..models.backbones import get_backbone
+from ..models.build import PlacedNet, build_model
+from ..models.genome import INSERT, SUBSTITUTE, Genome
+from ..models import layers, ulsam
 
 FORMATS = ("source", "torchscript", "export", "onnx")
 README = """# {genome}
@@ -83,7 +83,7 @@ class Architecture:
     @classmethod
     def from_weights_metadata(cls, genome: Genome, metadata: dict[str, str]) -> Architecture:
         """The architecture a ``python -m ulsam_nas.train --save`` file was trained as."""
-        from .fidelity import Fidelity
+        from ..train.fidelity import Fidelity
 
         fidelity = Fidelity(**json.loads(metadata["fidelity"]))
         scaled = fidelity.width_mult != 1.0
@@ -286,7 +286,7 @@ def export(arch: Architecture, out_dir: Path, formats: list[str], weights: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import ArgumentParser, fail, genome_from_cli
+    from ..cli import ArgumentParser, fail, genome_from_cli
 
     parser = ArgumentParser(prog="python -m ulsam_nas.export",
                             description="Export an architecture as a standalone PyTorch model, verified.")
@@ -322,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     study = None
     try:
         if args.study is not None:
-            from .front import Front, trial_seed
-            from .objectives import Selection
-            from .report import pick
-            from .studies import StudyNotFound, load_study
+            from ..analysis.front import Front, trial_seed
+            from ..analysis.objectives import Selection
+            from ..report.writer import pick
+            from ..studies import StudyNotFound, load_study
 
             try:
                 study, pointer = load_study(args.study)
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.genome is None:
                 fail("give --study (and --trial) or --genome (with --space and --g)")
-            from .spaces import load_space
+            from ..models.spaces import load_space
 
             space = load_space(args.space)
             genome = genome_from_cli(args.genome, args.g, args.width, space)
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if study is not None:
-        from .studies import artifact_store
+        from ..studies import artifact_store
 
         store = artifact_store(args.study)
         for name in ("arch.json", "model.py"):  # on the study: Optuna keeps finished trials read-only
@@ -401,7 +401,7 @@ def latency_on_target(genome: Genome, num_classes: int, study_attrs: dict) -> di
     """The genome's latency on the study's target: predicted from the table, and measured end to
     end here as ``python -m ulsam_nas.latency --check`` measures (``measured_ms`` at the table's
     machine speed, ``measured_now_ms`` as the clock read it; see ``latency.py``)."""
-    from .latency import LatencyTable, Target, check
+    from ..latency.table import LatencyTable, Target, check
 
     target = Target(**study_attrs["latency_target_key"])
     table = LatencyTable.load(target, genome.backbone)
@@ -429,6 +429,3 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return saved["state_dict"], dict(saved.get("metadata") or {})
     return saved, {}
 
-
-if __name__ == "__main__":
-    sys.exit(main())

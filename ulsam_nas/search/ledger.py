@@ -31,10 +31,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .front import Front, GenomeStats, dominates_by_mean
-from .genome import Genome
-from .objectives import Selection
-from .spaces import SearchSpace
+from ..analysis.front import Front, GenomeStats, dominates_by_mean
+from ..analysis.objectives import Selection
+from ..models.genome import Genome
+from ..models.spaces import SearchSpace
 
 INTERRUPTED = "interrupted"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

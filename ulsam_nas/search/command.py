@@ -18,11 +18,11 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli import ArgumentParser, check_storage, fail, start_ray
-from .data import VAL_FRACTION
-from .front import COST_TOLERANCE
+from ..analysis.front import COST_TOLERANCE
+from ..analysis.objectives import DEFAULT, REGISTRY, Selection, parse_limit
+from ..cli import ArgumentParser, check_storage, fail, start_ray
+from ..data import VAL_FRACTION
 from .ledger import SAMPLERS
-from .objectives import DEFAULT, REGISTRY, Selection, parse_limit
 
 
 def _parser() -> ArgumentParser:
@@ -33,7 +33,7 @@ def _parser() -> ArgumentParser:
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic (default), food101, cub200, dogs, folder")
     p.add_argument("--fidelity", default=None,
                    help="training per trial: smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8 "
-                        "(keys in ulsam_nas.fidelity; default: proxy with a GPU, smoke without)")
+                        "(keys in ulsam_nas.train.fidelity; default: proxy with a GPU, smoke without)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="nsga2", help="Optuna sampler (default nsga2)")
     p.add_argument("--seed", type=int, default=0,
                    help="the sampler's seed; a genome's k-th training uses seed + k (default 0)")
@@ -98,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     import optuna
 
-    from .data import DataSpec, check_val_fraction, load_images
-    from .data.layouts import READERS
-    from .fidelity import parse_fidelity
-    from .spaces import load_space
+    from ..data import DataSpec, check_val_fraction, load_images
+    from ..data.layouts import READERS
+    from ..models.spaces import load_space
+    from ..train.fidelity import parse_fidelity
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.latency_threads < 1:
             fail(f"--latency-threads must be at least 1, got {args.latency_threads}")
         if "latency" in args.objectives.split(",") or "latency" in maxima:
-            from .latency import Target
+            from ..latency.table import Target
 
             Target(args.latency_device, args.latency_threads)  # a cuda target needs a GPU here
     except ValueError as error:
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = [cluster_cpus // args.cpus_per_trial] + ([cluster_gpus // gpus_per_trial] if gpus_per_trial else [])
     concurrency = args.concurrency or max(1, int(min(limits)))
 
-    from .studies import write_pointer
+    from ..studies import write_pointer
     from .tune import SearchConfig, StudyMismatch, finished_count, run_search
 
     try:
@@ -229,11 +229,11 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     import optuna
     import pandas as pd
 
-    from .agreement import agreement_of
-    from .front import Front, genomes_table, paper_status
+    from ..analysis.agreement import agreement_of
+    from ..analysis.front import Front, genomes_table, paper_status
+    from ..report.writer import write_report
+    from ..studies import artifact_store
     from .ledger import finished_count
-    from .report import write_report
-    from .studies import artifact_store
 
     front = Front.of_study(study)
     print(f"\n{front.noise.describe()}\n{front.signal.verdict(front.noise)}")
@@ -280,6 +280,3 @@ def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) 
     print(f"\nOpen the dashboard on this study:\n  python -m ulsam_nas.dashboard --study {study_dir}"
           f"\n  (or: optuna-dashboard {shown} --artifact-dir {study_dir / 'artifacts'})")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

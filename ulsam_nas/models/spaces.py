@@ -25,7 +25,7 @@ else:  # pragma: no cover - Python 3.10
 from .backbones import get_backbone
 from .genome import INSERT, SUBSTITUTE, Genome, Placement
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 ACTIONS = ("keep", INSERT, SUBSTITUTE)
 _FIGURE = re.compile(r"^(?P<value>\d+(?:\.\d+)?)(?P<unit>[KMG])$")
 _UNITS = {"K": 10**3, "M": 10**6, "G": 10**9}

@@ -24,9 +24,9 @@ from contextlib import AbstractContextManager, nullcontext
 
 import optuna
 
-from .front import Front, paper_status
-from .objectives import Objective
-from .report import front_figure
+from ..analysis.front import Front, paper_status
+from ..analysis.objectives import Objective
+from .writer import front_figure
 
 PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
 PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication

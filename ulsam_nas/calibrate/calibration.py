@@ -32,7 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .agreement import (
+from ..analysis.agreement import (
     CeilingAndBaselines,
     Correlation,
     bootstrap_interval,
@@ -40,11 +40,11 @@ from .agreement import (
     kendall_tau,
     spearman_rho,
 )
-from .data import VAL_FRACTION, DataSpec
-from .fidelity import parse_fidelity
-from .front import GenomeStats, Signal, between_genome, seed_noise
-from .genome import Genome
-from .spaces import SearchSpace, random_genomes
+from ..analysis.front import GenomeStats, Signal, between_genome, seed_noise
+from ..data import VAL_FRACTION, DataSpec
+from ..models.genome import Genome
+from ..models.spaces import SearchSpace, random_genomes
+from ..train.fidelity import parse_fidelity
 
 PANEL_SIZE = 16
 SEARCH_TRAININGS = 200  # the cost quoted per fidelity: a search of this many trainings
@@ -195,9 +195,9 @@ def score_panel_oneshot(study: optuna.Study, candidate: str, panel: list[Genome]
     process, checkpointed under ``study_dir``) scores every panel genome, recorded as a trial
     like a training's. A genome's ``seconds`` is its share of the supernet training plus its
     own scoring: what a one-shot search pays per genome of a panel this size."""
-    from .data.cache import cache_key
-    from .oneshot import SUPERNET_EPOCH_FACTOR
-    from .supernet import PathScorer, train_supernet
+    from ..data.cache import cache_key
+    from ..search.oneshot import SUPERNET_EPOCH_FACTOR
+    from ..train.supernet import PathScorer, train_supernet
 
     fidelity = parse_fidelity(candidate.removeprefix(ONESHOT), space.backbone)
     done = {(t.user_attrs.get("genome"), t.user_attrs.get("seed"))
@@ -403,11 +403,11 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
-    from .cli import ArgumentParser, check_storage, fail, start_ray
-    from .data import check_val_fraction, load_images
-    from .data.layouts import READERS
-    from .spaces import load_space
-    from .studies import open_storage
+    from ..cli import ArgumentParser, check_storage, fail, start_ray
+    from ..data import check_val_fraction, load_images
+    from ..data.layouts import READERS
+    from ..models.spaces import load_space
+    from ..studies import open_storage
 
     p = ArgumentParser(prog="python -m ulsam_nas.calibrate",
                        description="Measure how well cheap fidelities rank genomes like a reference training.")
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         if stored is not None and stored != value:
             fail(f"calibration study in {study_dir} was run with {key} {stored!r}, not {value!r}: choose another --study")
         study.set_user_attr(key, value)
-    from .ledger import close_interrupted
+    from ..search.ledger import close_interrupted
 
     closed = close_interrupted(study, storage, requeue=False)
     if closed:
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(seeds)} seed(s); {len(jobs)} of {total} trainings to run, {concurrency} at once", file=sys.stderr)
     if jobs:
         try:
-            from .tune import train_plan
+            from ..search.tune import train_plan
 
             train_plan(study, storage, jobs, data, space, num_classes, args.val_fraction,
                        {"cpu": args.cpus_per_trial, "gpu": gpus}, concurrency, study_dir)
@@ -511,6 +511,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {files[0]} and {files[1]}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -42,16 +42,16 @@ import ray
 from optuna.trial import TrialState
 from ray import tune
 
-from .agreement import RankAgreement
-from .data.cache import cache_key
-from .front import Front
-from .genome import Genome
+from ..analysis.agreement import RankAgreement
+from ..analysis.front import Front
+from ..analysis.objectives import Context, Selection, over_limit
+from ..data.cache import cache_key
+from ..models.genome import Genome
+from ..models.spaces import SearchSpace, random_genomes
+from ..report.publish import DashboardPublisher
+from ..studies import StudyLock, open_storage
 from .ledger import close_interrupted, make_sampler, open_study
-from .objectives import Context, Selection, over_limit
-from .publish import DashboardPublisher
 from .schedulers import nondominated_fronts
-from .spaces import SearchSpace, random_genomes
-from .studies import StudyLock, open_storage
 from .tune import SearchConfig, open_search_study, search_identity, train_plan
 
 SUPERNET_EPOCH_FACTOR = 4
@@ -73,7 +73,7 @@ def supernet_trial(tune_config: dict, config: SearchConfig, epochs: int, folder:
     """The Ray Tune trainable: train (or resume) the supernet, reporting every epoch."""
     import torch
 
-    from .supernet import train_supernet
+    from ..train.supernet import train_supernet
 
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     device = "cuda" if ray.get_gpu_ids() else "cpu"
@@ -240,7 +240,7 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     search study (confirmed trainings). ``confirm_panel`` random genomes join the confirmation
     (and every genome it trains gets PANEL_SEEDS seeds or more). Ray must be initialised by the
     caller."""
-    from .supernet import PathScorer, train_supernet
+    from ..train.supernet import PathScorer, train_supernet
 
     selection = Selection.parse(config.objectives, config.cost_tolerance)
     context = Context(config.space, config.num_classes, config.latency_device, config.latency_threads)

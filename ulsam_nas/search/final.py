@@ -16,17 +16,17 @@ from typing import Any
 import optuna
 import ray
 
-from .data import DataSpec
-from .fidelity import Fidelity
-from .front import Front, GenomeStats
-from .genome import Genome
+from ..analysis.front import Front, GenomeStats
+from ..data import DataSpec
+from ..models.genome import Genome
+from ..train.fidelity import Fidelity
 
 FINAL_ATTR = "final_test"
 
 
 def final_candidates(front: Front, k: int) -> list[GenomeStats]:
     """The knee of the front first, then the other front genomes by mean top-1; at most k."""
-    from .report import knee
+    from ..report.writer import knee
 
     if not front.members or k < 1:
         return []
@@ -49,7 +49,7 @@ def run_final(study: optuna.Study, k: int, data: DataSpec, fidelity: Fidelity, r
     split, in Ray tasks with the trials' resources; results already in the study are kept.
     Ray must be initialised. Returns the study's ``final_test`` attribute."""
     if trainer is None:
-        from .train import train as trainer
+        from ..train.loop import train as trainer
     results: dict[str, dict[str, dict[str, float]]] = dict(study.user_attrs.get(FINAL_ATTR, {}))
     jobs = [(s.genome, seed) for s in final_candidates(Front.of_study(study), k) for seed in s.seeds
             if str(seed) not in results.get(s.genome, {})]

@@ -43,13 +43,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, train_val_indices
-from .data.loader import BatchLoader
+from ..data import VAL_FRACTION, DataError, DataSpec, check_val_fraction, load_images, train_val_indices
+from ..data.loader import BatchLoader
+from ..models.build import PlacedNet
+from ..models.genome import INSERT, SUBSTITUTE, Genome, Placement
+from ..models.spaces import SearchSpace
 from .fidelity import Fidelity, get_fidelity
-from .genome import INSERT, SUBSTITUTE, Genome, Placement
-from .model import PlacedNet
-from .spaces import SearchSpace
-from .train import (
+from .loop import (
     NonFiniteLossError,
     Report,
     _scheduler,

@@ -1,0 +1,2 @@
+"""Reading trials: objectives, the front and its verdicts, hypervolume, rank agreement. Ray-free.
+"""

@@ -1,0 +1,2 @@
+"""The network side: the ULSAM block, backbone layer tables, genomes, search spaces and model building.
+"""
