@@ -32,7 +32,7 @@ bench: $(INSTALLED)
 # suite's fixtures import Optuna.
 GPU_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 gpu-check:
-	PYTHONPATH=. $(GPU_PY) -m pytest -q --noconftest tests/test_gpu.py
+	PYTHONPATH=. $(GPU_PY) -m pytest -q --noconftest -m gpu tests/test_gpu.py
 	PYTHONPATH=. PYTHONUNBUFFERED=1 $(GPU_PY) benchmarks/gpu_training.py
 
 clean:

@@ -1,8 +1,9 @@
-"""The training step on a CUDA GPU (skipped without one): the decoded split resident on the GPU,
-no host synchronisation inside an epoch, and a data-wait share timed with CUDA events.
+"""The training step on a CUDA GPU: the decoded split resident on the GPU, no host
+synchronisation inside an epoch, and a data-wait share timed with CUDA events.
 
-Runs with ``pytest --noconftest tests/test_gpu.py`` (``make gpu-check``) on a machine that has
-torch but neither Ray nor Optuna, which the suite's conftest imports.
+Marked ``gpu``: ``make test`` deselects them (``-m "not gpu"`` in pyproject.toml), and ``make
+gpu-check`` runs them with ``pytest --noconftest -m gpu`` on a machine that has torch but neither
+Ray nor Optuna, which the suite's conftest imports. Run on a machine without CUDA, they skip.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ulsam_nas.data.loader import BatchLoader, resident
 from ulsam_nas.train.fidelity import SMOKE
 from ulsam_nas.train.loop import StepClock, build_proxy, train, train_epoch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
 FIDELITY = replace(SMOKE, epochs=2, train_subset=512, test_subset=200)
 
