@@ -28,8 +28,8 @@ from optuna.trial import TrialState
 
 from ulsam_nas.data import DataSpec, load_images
 from ulsam_nas.models.spaces import load_space
-from ulsam_nas.report.writer import hypervolume_history, reference_for
-from ulsam_nas.search.tune import SearchConfig, run_search
+from ulsam_nas.report.history import hypervolume_history, reference_for
+from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.train.fidelity import SMOKE
 
 FIDELITY = replace(SMOKE, epochs=4)

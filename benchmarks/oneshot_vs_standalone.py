@@ -29,7 +29,7 @@ from pathlib import Path
 import optuna
 
 from ulsam_nas.analysis.agreement import agreement_of
-from ulsam_nas.report.writer import hypervolume_history, reference_for
+from ulsam_nas.report.history import hypervolume_history, reference_for
 
 
 def run(args: list[str], folder: Path) -> float:

@@ -12,15 +12,9 @@ from scipy import stats
 
 from ulsam_nas.analysis.agreement import CeilingAndBaselines, Correlation, bootstrap_interval, kendall_tau, spearman_rho
 from ulsam_nas.analysis.front import Signal
-from ulsam_nas.calibrate.calibration import (
-    Calibration,
-    FidelityFigures,
-    fidelity_figures,
-    make_panel,
-    recommend,
-    summary_lines,
-    top_k_overlap,
-)
+from ulsam_nas.calibrate.figures import Calibration, FidelityFigures, fidelity_figures, recommend, top_k_overlap
+from ulsam_nas.calibrate.outputs import summary_lines
+from ulsam_nas.calibrate.panel import make_panel
 from ulsam_nas.models.spaces import load_space
 
 from .commands import run_module, start_module
@@ -128,6 +122,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     result = run_cli(*args, "--study", str(tmp_path / "cal"))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "cal").exists()
+
+
+def test_a_training_larger_than_the_cluster_is_one_line_exit_2(tmp_path):
+    """The calibration sizes its trainings against the Ray cluster as the search does
+    (``cli.size_trials``): a training asking for more CPUs than the cluster has is refused before
+    anything trains, instead of waiting for resources that never come."""
+    result = run_cli("--fidelities", "smoke", "--reference", "proxy", "--cpus-per-trial", "1000",
+                     "--study", str(tmp_path / "cal"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --cpus-per-trial 1000: the Ray cluster has "), result.stderr
+    assert not (tmp_path / "cal").exists()
 
 
 def test_killed_calibration_resumes_without_retraining(tmp_path):

@@ -19,7 +19,7 @@ from ulsam_nas.data import DataSpec
 from ulsam_nas.models.spaces import load_space
 from ulsam_nas.report.publish import DashboardPublisher, publish_front
 from ulsam_nas.report.writer import write_report
-from ulsam_nas.search.tune import SearchConfig, run_search
+from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.studies import artifact_store, open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
@@ -164,7 +164,7 @@ def seeded_trainer(genome, data, fidelity, seed=0, report=None, device=None, **s
         report(epoch, {"epoch": epoch, "top1": 30.0 + zlib.crc32(f"{genome}/{seed}".encode()) % 10, "seconds": 0.1})
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # see tune.py
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # see searchers.py
 def test_the_search_publishes_the_front_at_its_end(tmp_path):
     config = SearchConfig(space=load_space("mv2"), data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE, budget=6,
                           storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="search", study_dir=tmp_path,

@@ -13,8 +13,8 @@ from ulsam_nas import Genome
 from ulsam_nas.data import VAL_FRACTION, DataError, DataSpec, load_images, stratified_subset, synthetic, train_val_indices
 from ulsam_nas.data.cache import cache_root, cached
 from ulsam_nas.data.loader import BatchLoader
+from ulsam_nas.train.command import main as train_main
 from ulsam_nas.train.fidelity import SMOKE
-from ulsam_nas.train.loop import main as train_main
 from ulsam_nas.train.loop import train
 
 from . import layouts

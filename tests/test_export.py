@@ -7,7 +7,8 @@ import pytest
 
 from ulsam_nas import Genome, build_model
 from ulsam_nas.train.fidelity import SMOKE
-from ulsam_nas.train.loop import build_proxy, save_weights
+from ulsam_nas.train.loop import build_proxy
+from ulsam_nas.train.weights import save_weights
 
 from .commands import run_module, run_program
 from .conftest import random_genome

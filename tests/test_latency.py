@@ -11,8 +11,9 @@ import pytest
 from torch import nn
 
 from ulsam_nas import Genome, build_model
-from ulsam_nas.latency import table as latency
-from ulsam_nas.latency.table import PART_PASSES, LatencyTable, Target, check, parts, time_interleaved
+from ulsam_nas.latency import timing as latency
+from ulsam_nas.latency.table import PART_PASSES, LatencyTable, check, parts
+from ulsam_nas.latency.timing import Target, time_interleaved
 from ulsam_nas.models.build import PlacedNet
 from ulsam_nas.studies import write_pointer
 

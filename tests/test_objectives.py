@@ -18,11 +18,12 @@ from ray import cloudpickle
 from ulsam_nas import Genome
 from ulsam_nas.analysis.front import Front
 from ulsam_nas.analysis.objectives import REGISTRY, Context, Objective, Selection, parse_limit, register
+from ulsam_nas.analysis.picks import pick
 from ulsam_nas.data import DataSpec
 from ulsam_nas.models.spaces import load_space, random_genomes
-from ulsam_nas.report.writer import pick, write_report
+from ulsam_nas.report.writer import write_report
 from ulsam_nas.search.command import _parser
-from ulsam_nas.search.tune import SearchConfig, run_search
+from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.train.fidelity import SMOKE
 
 from .commands import run_module

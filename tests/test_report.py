@@ -8,8 +8,11 @@ from scipy import stats as distributions
 
 from ulsam_nas import Genome, count_cost
 from ulsam_nas.analysis.front import Front, genome_stats
+from ulsam_nas.analysis.hypervolume import hypervolume
 from ulsam_nas.analysis.objectives import Selection
-from ulsam_nas.report.writer import Reference, hypervolume, hypervolume_history, pick, reference_for, write_report
+from ulsam_nas.analysis.picks import pick
+from ulsam_nas.report.history import Reference, hypervolume_history, reference_for
+from ulsam_nas.report.writer import write_report
 from ulsam_nas.studies import write_pointer
 
 from .commands import run_module

@@ -20,11 +20,12 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from ulsam_nas import Genome
 from ulsam_nas.analysis.objectives import Selection
+from ulsam_nas.analysis.pareto import crowding_distance, nondominated_fronts
 from ulsam_nas.cost import count_cost
 from ulsam_nas.data import DataSpec
 from ulsam_nas.models.spaces import load_space
-from ulsam_nas.search.schedulers import MultiObjectiveSuccessiveHalving, crowding_distance, nondominated_fronts
-from ulsam_nas.search.tune import SearchConfig, run_search
+from ulsam_nas.search.runner import SearchConfig, run_search
+from ulsam_nas.search.schedulers import MultiObjectiveSuccessiveHalving
 from ulsam_nas.studies import open_storage
 from ulsam_nas.train.fidelity import SMOKE
 

@@ -23,11 +23,14 @@ from ray import cloudpickle
 
 from ulsam_nas import Genome
 from ulsam_nas.analysis.front import Front
+from ulsam_nas.analysis.picks import knee
+from ulsam_nas.cli import size_trials
 from ulsam_nas.data import DataSpec
 from ulsam_nas.models.spaces import load_space
-from ulsam_nas.report.writer import knee, write_report
+from ulsam_nas.report.writer import write_report
 from ulsam_nas.search.final import final_candidates, run_final
-from ulsam_nas.search.tune import INTERRUPTED, SearchConfig, StudyMismatch, run_search
+from ulsam_nas.search.ledger import INTERRUPTED, StudyMismatch
+from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.studies import open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
@@ -335,3 +338,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert lines[-1].startswith("error: ") and fill(message) in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
     assert not study_dir.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "nan"])
+@pytest.mark.parametrize("module, args", [("ulsam_nas.search", []),
+                                          ("ulsam_nas.calibrate", ["--fidelities", "smoke", "--reference", "proxy"])])
+def test_bad_cpus_per_trial_is_one_line_exit_2_in_both_commands(tmp_path, module, args, value):
+    """Both commands take the Ray resource flags from ``cli.add_resource_flags``: a CPU share that
+    is 0 or not a number is refused while the flags are parsed, before Ray starts or anything trains."""
+    result = run_module(module, *args, "--cpus-per-trial", value, "--study", str(tmp_path / "study"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: argument --cpus-per-trial: must be a finite number above 0, got {value!r} (see python -m {module} --help)"]
+    assert not (tmp_path / "study").exists()
+
+
+def test_trials_are_sized_against_the_cluster(capsys):
+    """``cli.size_trials`` on this module's Ray: the concurrency the CPUs hold, and a trial asking
+    for more than the cluster has refused in one line."""
+    cpus, gpus = ray.cluster_resources()["CPU"], ray.cluster_resources().get("GPU", 0)
+    flags = SimpleNamespace(cpus_per_trial=1.0, gpus_per_trial=0.0, concurrency=None)
+    sized = size_trials(flags)
+    assert (sized.cpus, sized.gpus, sized.concurrency, sized.cluster_has_gpus) == (1.0, 0.0, int(cpus), bool(gpus))
+    assert sized.ray == {"cpu": 1.0, "gpu": 0.0}
+    assert size_trials(SimpleNamespace(cpus_per_trial=1.0, gpus_per_trial=0.0, concurrency=7)).concurrency == 7
+    with pytest.raises(SystemExit) as stopped:
+        size_trials(SimpleNamespace(cpus_per_trial=cpus + 1, gpus_per_trial=0.0, concurrency=None))
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --cpus-per-trial {cpus + 1:g}: the Ray cluster has {cpus:g} CPUs"]

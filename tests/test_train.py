@@ -11,9 +11,9 @@ from ulsam_nas.data import DataError, synthetic, train_val_indices
 from ulsam_nas.models.backbones import get_backbone
 from ulsam_nas.models.backbones.base import final_map_size
 from ulsam_nas.train import loop as train_module
+from ulsam_nas.train.command import main as train_main
 from ulsam_nas.train.fidelity import SMOKE, get_fidelity
 from ulsam_nas.train.loop import NonFiniteLossError, build_proxy, train
-from ulsam_nas.train.loop import main as train_main
 
 from . import layouts
 from .commands import run_module

@@ -1,20 +1,27 @@
-"""What every ``python -m ulsam_nas.*`` command shares: one-line errors with exit status 2."""
+"""What every ``python -m ulsam_nas.*`` command shares: one-line errors with exit status 2, quiet
+library logging, the study storage check, and the Ray side: joining or starting the cluster, the
+flags that size the trials on it (``add_resource_flags``) and their sizing against it
+(``size_trials``)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .models.genome import Genome
 
 if TYPE_CHECKING:
+    import optuna
+
     from .models.spaces import SearchSpace
 
 
@@ -29,6 +36,15 @@ def fail(message: str) -> NoReturn:
     """Bad input: one line on stderr, exit status 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def quiet_logging() -> None:
+    """Warnings and errors only, as bare lines, from the libraries a Ray Tune command drives
+    (Optuna logs every trial at INFO): the command's own lines are what the user reads."""
+    import optuna
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def genome_from_cli(text: str, g: int | None, width: float | None, space: SearchSpace) -> Genome:
@@ -138,6 +154,75 @@ def start_ray(address: str | None) -> None:
          else f"cannot start a local Ray instance: {first_line(error)}")
 
 
+def number_flag(convert: Callable[[str], float], minimum: float, above: bool) -> Callable[[str], float]:
+    """An argparse ``type``: ``convert`` the text, refusing a value that is not finite or is below
+    ``minimum`` (or equal to it, with ``above``); argparse says which flag, in one line."""
+    wanted = f"{'an integer' if convert is int else 'a finite number'} {'above' if above else 'at least'} {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_resource_flags(parser: argparse.ArgumentParser) -> None:
+    """--address, and what each training reserves on the Ray cluster and how many run at once:
+    --cpus-per-trial (finite, above 0), --gpus-per-trial (finite, 0 or more) and --concurrency (1
+    or more). A value out of range is a usage error while the flags are parsed, before Ray starts;
+    ``size_trials`` checks them against the cluster once it has."""
+    parser.add_argument("--address", default=None, help="address of an existing Ray cluster (default: start a local one)")
+    parser.add_argument("--cpus-per-trial", type=number_flag(float, 0, above=True), default=1.0,
+                        help="CPUs each training reserves (default 1)")
+    parser.add_argument("--gpus-per-trial", type=number_flag(float, 0, above=False), default=None,
+                        help="GPUs each training reserves, fractions allowed (default 1 if the Ray cluster has GPUs, "
+                             "else 0)")
+    parser.add_argument("--concurrency", type=number_flag(int, 1, above=False), default=None,
+                        help="trainings at once (default: as many as the resources allow)")
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What each training reserves on the Ray cluster, how many run at once, and whether the
+    cluster has GPUs at all (a command's defaults may depend on it)."""
+
+    cpus: float
+    gpus: float
+    concurrency: int
+    cluster_has_gpus: bool
+
+    @property
+    def ray(self) -> dict[str, float]:
+        """The resources in the form ``tune.with_resources`` takes."""
+        return {"cpu": self.cpus, "gpu": self.gpus}
+
+
+def size_trials(args: argparse.Namespace) -> TrialResources:
+    """The flags of ``add_resource_flags`` against the Ray cluster (after ``start_ray``): a
+    training that asks for more CPUs or GPUs than the cluster has is refused (one line, exit 2);
+    --gpus-per-trial defaults to 1 when the cluster has a GPU, and --concurrency to as many
+    trainings as its CPUs and GPUs hold at once."""
+    import ray
+
+    cluster = ray.cluster_resources()
+    cluster_cpus, cluster_gpus = cluster.get("CPU", 1), cluster.get("GPU", 0)
+    if args.gpus_per_trial and not cluster_gpus:
+        fail(f"--gpus-per-trial {args.gpus_per_trial:g}: there is no GPU in this Ray cluster")
+    if args.gpus_per_trial and args.gpus_per_trial > cluster_gpus:
+        fail(f"--gpus-per-trial {args.gpus_per_trial:g}: the Ray cluster has {cluster_gpus:g} GPUs")
+    if args.cpus_per_trial > cluster_cpus:
+        fail(f"--cpus-per-trial {args.cpus_per_trial:g}: the Ray cluster has {cluster_cpus:g} CPUs")
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if cluster_gpus else 0.0)
+    limits = [cluster_cpus // args.cpus_per_trial] + ([cluster_gpus // gpus] if gpus else [])
+    concurrency = args.concurrency or max(1, int(min(limits)))
+    return TrialResources(args.cpus_per_trial, gpus, concurrency, bool(cluster_gpus))
+
+
 @contextlib.contextmanager
 def stderr_to(file) -> Iterator[None]:
     """Send what this process writes to file descriptor 2, C++ libraries included, to ``file``."""
@@ -155,3 +240,14 @@ def stderr_to(file) -> Iterator[None]:
 def first_line(error: BaseException) -> str:
     text = str(getattr(error, "message", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_study_for_command(study_dir: Path) -> tuple[optuna.Study, dict]:
+    """The study a command's ``--study`` folder points to, and the pointer (``studies.load_study``);
+    when it does not open, fail in one line (exit 2)."""
+    from .studies import StudyNotFound, load_study
+
+    try:
+        return load_study(study_dir)
+    except StudyNotFound as error:
+        fail(str(error))

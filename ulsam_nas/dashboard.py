@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli import ArgumentParser, fail
+from .cli import ArgumentParser, fail, load_study_for_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     from optuna_dashboard import run_server
 
-    from .studies import StudyNotFound, artifact_store, load_study, open_storage
+    from .studies import artifact_store, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study, pointer = load_study(args.study)
-    except StudyNotFound as error:
-        fail(str(error))
+    study, pointer = load_study_for_command(args.study)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"optuna-dashboard for study {study.study_name!r} ({pointer['storage']}):\n"
           f"  http://{host}:{args.port}/dashboard/   (Ctrl-C stops it)", flush=True)

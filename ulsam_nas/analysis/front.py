@@ -23,8 +23,8 @@ The signal beside the noise: the between-genome std of true top-1, a random-effe
 component of the genome means (``between_genome``: Paule-Mandel estimate, Q-profile 95%
 interval with F quantiles for the estimated σ). When its interval reaches 0 the placements are not told apart at
 this fidelity and the front rests on the costs. The means the product names as winners (the
-front's order, the knee, ``pick``) are shrunk toward the grand mean by that model (empirical
-Bayes), so that the best of many noisy means does not carry its winner's curse.
+front's order, the knee and the picks of ``picks.py``) are shrunk toward the grand mean by that
+model (empirical Bayes), so that the best of many noisy means does not carry its winner's curse.
 """
 
 from __future__ import annotations

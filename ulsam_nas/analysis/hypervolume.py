@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
-Point = tuple[float, ...]
+from .pareto import Point, weakly_dominates
 
 
 def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float]) -> float:
@@ -29,10 +29,6 @@ def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float]) -
     if not inside:
         return 0.0
     return _volume(inside, bound)
-
-
-def _weakly_dominates(a: Point, b: Point) -> bool:
-    return all(x <= y for x, y in zip(a, b))
 
 
 def _volume(points: list[Point], reference: Point) -> float:
@@ -50,8 +46,8 @@ def _volume(points: list[Point], reference: Point) -> float:
     total = 0.0
     for i, point in enumerate(by_last):
         projection = point[:-1]
-        if not any(_weakly_dominates(kept, projection) for kept in front):
-            front = [kept for kept in front if not _weakly_dominates(projection, kept)]
+        if not any(weakly_dominates(kept, projection) for kept in front):
+            front = [kept for kept in front if not weakly_dominates(projection, kept)]
             front.append(projection)
         next_last = by_last[i + 1][-1] if i + 1 < len(by_last) else top
         if next_last > point[-1]:

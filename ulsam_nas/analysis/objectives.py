@@ -60,7 +60,9 @@ class Context:
         """The latency table of the space on the target: loaded from the cache, with what it
         lacks timed now (every part the space can hold, once per machine)."""
         if self._latency is None:
-            from ..latency.table import LatencyTable, Target, every_part
+            from ..latency.table import LatencyTable
+            from ..latency.timing import Target
+            from ..models.spaces import every_part
 
             target = Target(self.latency_device, self.latency_threads)
             table = LatencyTable.load(target, self.space.backbone)

@@ -1,5 +1,5 @@
-"""``python -m ulsam_nas.calibrate``: see ``calibration.main``."""
+"""``python -m ulsam_nas.calibrate``: see ``command.main``."""
 
-from .calibration import main
+from .command import main
 
 raise SystemExit(main())

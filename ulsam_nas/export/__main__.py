@@ -1,5 +1,5 @@
-"""``python -m ulsam_nas.export``: see ``exporter.main``."""
+"""``python -m ulsam_nas.export``: see ``command.main``."""
 
-from .exporter import main
+from .command import main
 
 raise SystemExit(main())

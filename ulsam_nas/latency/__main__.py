@@ -1,5 +1,5 @@
-"""``python -m ulsam_nas.latency``: see ``table.main``."""
+"""``python -m ulsam_nas.latency``: see ``command.main``."""
 
-from .table import main
+from .command import main
 
 raise SystemExit(main())

@@ -354,3 +354,11 @@ def random_genomes(space: SearchSpace, count: int, seed: int, exclude: set[Genom
         if len(genomes) == count:
             return genomes
     raise ValueError(f"space {space.name} has fewer than {count} distinct genomes to draw")
+
+
+def every_part(space: SearchSpace) -> list[Genome]:
+    """One genome per (layer, action, g) the space allows, at each width: together they hold
+    every part any genome of the space can have (what a latency table times)."""
+    return [Genome(space.backbone, (Placement(layer, action, g),), width)
+            for width in space.width_mults for layer, choice in sorted(space.layers.items())
+            for action in choice.actions if action != "keep" for g in choice.groups]

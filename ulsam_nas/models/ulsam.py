@@ -46,19 +46,19 @@ def ulsam_cost(channels: int, groups: int, height: int, width: int, variant: str
     BatchNorm after it: 5G + 3 per group, 5m + 3g in all.
     """
     check_groups(channels, groups)
-    _check_variant(variant)
+    check_variant(variant)
     official = variant == "official"
     depthwise = conv_cost(channels, channels, 1, channels, height, width, bias=official, batchnorm=official)
     pointwise = conv_cost(channels, groups, 1, groups, height, width, bias=official, batchnorm=official)
     return depthwise + pointwise
 
 
-def _check_variant(variant: str) -> None:
+def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"unknown ULSAM variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
-def _conv_unit(in_ch: int, out_ch: int, groups: int, official: bool) -> nn.Sequential:
+def conv_unit(in_ch: int, out_ch: int, groups: int, official: bool) -> nn.Sequential:
     """1x1 conv, followed (official variant) by BatchNorm and ReLU."""
     conv = nn.Conv2d(in_ch, out_ch, kernel_size=1, groups=groups, bias=official)
     if not official:
@@ -76,12 +76,12 @@ class ULSAM(nn.Module):
     def __init__(self, channels: int, groups: int, variant: str = "official") -> None:
         super().__init__()
         check_groups(channels, groups)
-        _check_variant(variant)
+        check_variant(variant)
         self.channels, self.groups, self.variant = channels, groups, variant
         official = variant == "official"
-        self.depthwise = _conv_unit(channels, channels, channels, official)
+        self.depthwise = conv_unit(channels, channels, channels, official)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        self.pointwise = _conv_unit(channels, groups, groups, official)
+        self.pointwise = conv_unit(channels, groups, groups, official)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The g attention maps, shape (B, g, h, w); each map sums to 1 over its h*w positions."""
@@ -107,9 +107,9 @@ class _GroupAttention(nn.Module):
 
     def __init__(self, channels: int, official: bool) -> None:
         super().__init__()
-        self.depthwise = _conv_unit(channels, channels, channels, official)
+        self.depthwise = conv_unit(channels, channels, channels, official)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        self.pointwise = _conv_unit(channels, 1, 1, official)
+        self.pointwise = conv_unit(channels, 1, 1, official)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.pointwise(self.pool(self.depthwise(x)))
@@ -125,7 +125,7 @@ class GroupLoopULSAM(nn.Module):
     def __init__(self, channels: int, groups: int, variant: str = "official") -> None:
         super().__init__()
         check_groups(channels, groups)
-        _check_variant(variant)
+        check_variant(variant)
         self.groups = groups
         official = variant == "official"
         self.group_blocks = nn.ModuleList(

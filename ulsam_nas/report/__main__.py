@@ -1,5 +1,5 @@
-"""``python -m ulsam_nas.report``: see ``writer.main``."""
+"""``python -m ulsam_nas.report``: see ``command.main``."""
 
-from .writer import main
+from .command import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@
 optuna-dashboard's own Pareto front is per trial: a genome with one lucky seed can sit on it.
 ``publish_front`` stores, with optuna-dashboard's public API, what the product calls the front:
 one figure per cost of the genome means over seeds with their 95% confidence intervals and the
-paper configurations marked (``report.front_figure``, the report's figure), and the study note:
+paper configurations marked (``figures.front_figure``, the report's figure), and the study note:
 σ, the between-genome signal, the front's size and the paper verdicts. A search refreshes them
 as it runs (``DashboardPublisher``).
 
@@ -26,7 +26,7 @@ import optuna
 
 from ..analysis.front import Front, paper_status
 from ..analysis.objectives import Objective
-from .writer import front_figure
+from .figures import front_figure
 
 PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
 PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication
@@ -81,7 +81,7 @@ def front_note(study: optuna.Study, front: Front) -> str:
 def publish_front(study: optuna.Study) -> None:
     """Store the front's figures, one per cost, and the note in the study for optuna-dashboard,
     replacing those of an earlier publication. Nothing while no trial is COMPLETE."""
-    # Imported here, not with the module: every Ray worker imports tune.py, which imports this.
+    # Imported here, not with the module: only a driver that publishes needs optuna-dashboard.
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     front = Front.of_study(study)

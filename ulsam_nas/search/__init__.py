@@ -1,6 +1,8 @@
-"""The search: the Ray-free study ledger, Ray Tune's side (trainable, searchers, schedulers), one-shot
-and final retraining.
+"""The search: the Ray-free study ledger (``ledger``), Ray Tune's side (``trainable`` in the
+workers; ``searchers``, ``schedulers``, ``progress`` and ``runner`` in the driver), the one-shot
+strategy (``oneshot``), the final retraining on the test split (``final``), and what a search
+prints when it ends (``result``).
 
-``python -m ulsam_nas.search`` is the command (``__main__.py``). Nothing here imports Ray at
-import time of the package, so the command can start Ray first.
+``python -m ulsam_nas.search`` is the command (``command.py``, run by ``__main__.py``). Nothing
+here imports Ray at import time of the package, so the command can start Ray first.
 """

@@ -14,15 +14,14 @@ finished trial and ends with --budget of them.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 from ..analysis.front import COST_TOLERANCE
 from ..analysis.objectives import DEFAULT, REGISTRY, Selection, parse_limit
-from ..cli import ArgumentParser, check_storage, fail, start_ray
+from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet_logging, size_trials, start_ray
 from ..data import VAL_FRACTION
-from .ledger import SAMPLERS
+from .ledger import SAMPLERS, StudyMismatch, finished_count
 
 
 def _parser() -> ArgumentParser:
@@ -52,11 +51,7 @@ def _parser() -> ArgumentParser:
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL of the study storage (default sqlite:///<study folder>/study.db)")
     p.add_argument("--study-name", default=None, help="study name in the storage (default <space>-<dataset>)")
-    p.add_argument("--address", default=None, help="address of an existing Ray cluster (default: start a local one)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial reserves (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="GPUs each trial reserves, fractions allowed (default 1 if there are GPUs, else 0)")
-    p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: as many as resources allow)")
+    add_resource_flags(p)
     p.add_argument("--objectives", default=DEFAULT,
                    help=f"comma-separated: one training metric and the costs to trade it against, from "
                         f"{', '.join(REGISTRY)} (default {DEFAULT})")
@@ -95,15 +90,12 @@ def _parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    import optuna
-
+    quiet_logging()
     from ..data import DataSpec, check_val_fraction, load_images
     from ..data.layouts import READERS
     from ..models.spaces import load_space
     from ..train.fidelity import parse_fidelity
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         space = load_space(args.space)
         fidelity = parse_fidelity(args.fidelity, space.backbone) if args.fidelity else None  # the default needs Ray
@@ -134,10 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         if data.name in READERS:
             for split in splits:
                 READERS[data.name](data.root, split)  # the layout, before anything starts
-        for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial),
-                            ("--concurrency", args.concurrency)):
-            if value is not None and value < (0 if flag == "--gpus-per-trial" else 1e-9):
-                fail(f"{flag} must be positive, got {value}")
         Selection.parse(args.objectives, args.cost_tolerance)
         maxima = {}  # --max-NAME
         for objective in REGISTRY.values():
@@ -149,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.latency_threads < 1:
             fail(f"--latency-threads must be at least 1, got {args.latency_threads}")
         if "latency" in args.objectives.split(",") or "latency" in maxima:
-            from ..latency.table import Target
+            from ..latency.timing import Target
 
             Target(args.latency_device, args.latency_threads)  # a cuda target needs a GPU here
     except ValueError as error:
@@ -161,23 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     check_storage(storage_url, study_dir if args.storage is None else None)
 
     start_ray(args.address)  # before anything imports Ray: joining a cluster may set its token mode
-    import ray
-
-    cluster_gpus = ray.cluster_resources().get("GPU", 0)
-    cluster_cpus = ray.cluster_resources().get("CPU", 1)
-    if args.gpus_per_trial and not cluster_gpus:
-        fail(f"--gpus-per-trial {args.gpus_per_trial}: there is no GPU in this Ray cluster")
-    gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if cluster_gpus else 0.0)
-    if args.cpus_per_trial > cluster_cpus:
-        fail(f"--cpus-per-trial {args.cpus_per_trial}: the Ray cluster has {cluster_cpus:g} CPUs")
-    limits = [cluster_cpus // args.cpus_per_trial] + ([cluster_gpus // gpus_per_trial] if gpus_per_trial else [])
-    concurrency = args.concurrency or max(1, int(min(limits)))
+    resources = size_trials(args)
 
     from ..studies import write_pointer
-    from .tune import SearchConfig, StudyMismatch, finished_count, run_search
+    from .result import print_result
+    from .runner import SearchConfig, run_search
 
     try:
-        fidelity = fidelity or parse_fidelity("proxy" if cluster_gpus else "smoke", space.backbone)
+        fidelity = fidelity or parse_fidelity("proxy" if resources.cluster_has_gpus else "smoke", space.backbone)
         print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
         # The trials get the cache keys computed here, so none of them lists or stats the files again.
         train_set = load_images(data, "train", fidelity.resolution)
@@ -191,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         space=space, data=data, num_classes=num_classes, fidelity=fidelity, budget=args.budget,
         storage_url=storage_url, study_name=args.study_name or name, study_dir=study_dir, sampler=args.sampler,
         seed=args.seed, repeats=args.repeats, val_fraction=args.val_fraction, cost_tolerance=args.cost_tolerance,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, concurrency=concurrency,
+        cpus_per_trial=resources.cpus, gpus_per_trial=resources.gpus, concurrency=resources.concurrency,
         objectives=args.objectives, limits=maxima, latency_device=args.latency_device,
         latency_threads=args.latency_threads, early_stop=args.early_stop,
         early_stop_grace=args.early_stop_grace, early_stop_eta=args.early_stop_eta, paper_seeds=not args.no_paper_seeds,
     )
     print(f"searching {space.name} on {data} at fidelity {fidelity.name}: budget {args.budget} trainings, "
-          f"up to {args.repeats} seed(s) per contender, sampler {args.sampler}, {concurrency} trial(s) at once "
-          f"({args.cpus_per_trial:g} CPU, {gpus_per_trial:g} GPU each); top-1 on {args.val_fraction:.0%} of the "
+          f"up to {args.repeats} seed(s) per contender, sampler {args.sampler}, {resources.concurrency} trial(s) at once "
+          f"({resources.cpus:g} CPU, {resources.gpus:g} GPU each); top-1 on {args.val_fraction:.0%} of the "
           f"training images held out for validation", file=sys.stderr)
     write_pointer(study_dir, storage_url, config.study_name, space.name)
     try:
@@ -223,60 +202,3 @@ def main(argv: list[str] | None = None) -> int:
         run_final(study, args.final, data, fidelity, config.resources)
     print_result(study, space, storage_url, study_dir, args.repeats)
     return 0
-
-
-def print_result(study, space, storage_url: str, study_dir: Path, repeats: int) -> None:
-    import optuna
-    import pandas as pd
-
-    from ..analysis.agreement import agreement_of
-    from ..analysis.front import Front, genomes_table, paper_status
-    from ..report.writer import write_report
-    from ..studies import artifact_store
-    from .ledger import finished_count
-
-    front = Front.of_study(study)
-    print(f"\n{front.noise.describe()}\n{front.signal.verdict(front.noise)}")
-    trained = front.selection.trained.name
-    table = genomes_table(front, members_only=True).drop(columns=[f"{trained}_ci95", "first_trial", "verdict"])
-    costs = ", ".join(f"{o.column} = {o.label}" for o in front.selection.computed)
-    print(f"\nFront of {study.study_name!r} beyond seed noise ({len(table)} genomes; top-1 % on the validation split, "
-          f"mean and std over seeds, and shrunk toward the study's mean; {costs}, at 224 px):")
-    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
-              else "(no complete trial yet)")
-    agreement = agreement_of(study)
-    short = [m for m in front.contenders() if m.n < repeats]
-    if short and agreement is None:  # a one-shot search trains paper configurations with one seed on purpose
-        missing = sum(repeats - m.n for m in short)
-        print(f"{len(short)} genome(s) on the front by mean have fewer than {repeats} seeds: the budget ended before "
-              f"their repeats; "
-              f"--budget {finished_count(study) + missing} or more would give them {missing} more training(s)")
-    labels = [label for genome, label in space.paper_genomes() if space.contains(genome)]
-    statuses = [s for s in paper_status(front, labels) if s.stats is not None]
-    if statuses:
-        print("\nThe paper's configurations:")
-        for status in statuses:
-            print(f"  {status.describe()}")
-    if agreement is not None:
-        print("\n" + "\n".join(agreement.lines()))
-    shown = storage_url
-    if storage_url.startswith("sqlite:///"):
-        path = Path(storage_url.removeprefix("sqlite:///"))
-        try:
-            shown = f"sqlite:///{path.relative_to(Path.cwd())}"
-        except ValueError:
-            pass
-    try:
-        summary = write_report(study, study_dir / "report")
-    except ValueError:
-        summary = None  # no complete trial yet: nothing to report
-    if summary is not None:
-        print(f"\nhypervolume of the genome means {summary.hypervolume:.4f} ({summary.reference.describe()})")
-        print(f"report: {summary.files[0]} (and {', '.join(f.name for f in summary.files[1:])} beside it)")
-        store = artifact_store(study_dir)
-        for path in summary.files:
-            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
-    print(f"\nOpen the dashboard on this study:\n  python -m ulsam_nas.dashboard --study {study_dir}"
-          f"\n  (or: optuna-dashboard {shown} --artifact-dir {study_dir / 'artifacts'})")
-

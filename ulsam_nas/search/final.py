@@ -20,13 +20,14 @@ from ..analysis.front import Front, GenomeStats
 from ..data import DataSpec
 from ..models.genome import Genome
 from ..train.fidelity import Fidelity
+from .trainable import set_up_worker
 
 FINAL_ATTR = "final_test"
 
 
 def final_candidates(front: Front, k: int) -> list[GenomeStats]:
     """The knee of the front first, then the other front genomes by mean top-1; at most k."""
-    from ..report.writer import knee
+    from ..analysis.picks import knee
 
     if not front.members or k < 1:
         return []
@@ -35,11 +36,7 @@ def final_candidates(front: Front, k: int) -> list[GenomeStats]:
 
 
 def _train_for_test(genome: str, seed: int, data: DataSpec, fidelity: Fidelity, trainer: Any) -> dict:
-    import torch
-
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    result = trainer(Genome.from_string(genome), data, fidelity, seed=seed, device=device, evaluate_on="test")
+    result = trainer(Genome.from_string(genome), data, fidelity, seed=seed, device=set_up_worker(), evaluate_on="test")
     return {"top1": float(result.top1), "top5": float(result.top5)}
 
 

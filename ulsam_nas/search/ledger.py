@@ -1,5 +1,6 @@
 """The study as the ledger of a search: which (genome, seed) trainings exist, which driver holds
-which trial, what to train next. Ray-free; ``tune.py`` is the Ray side that calls it.
+which trial, what to train next. Ray-free; ``searchers.py`` and ``runner.py`` are the Ray side
+that calls it.
 
 - **Drivers and liveness.** Several drivers may share a study (``--storage postgresql://...``).
   A RUNNING trial whose driver is gone (Ctrl-C, kill -9) is closed as FAIL "interrupted" and
@@ -323,3 +324,30 @@ class Ledger:
             return max((d / e if e > 0 else math.inf) for d, e in (front.margin(a, stats) for a in beaters))
 
         return min(undecided, key=lambda s: (gap(s), s.trial), default=None)
+
+
+@dataclass
+class Tally:
+    """Counts for the progress line."""
+
+    finished: int = 0
+    trainings: int = 0  # finished trials that trained (not reused, not rejected by a constraint)
+    repeats: int = 0  # of those, trainings of a genome's second or later seed
+    failed: int = 0
+    pruned: int = 0
+    reused: int = 0
+
+    @classmethod
+    def of(cls, trials: list[optuna.trial.FrozenTrial]) -> Tally:
+        tally = cls()
+        for trial in trials:
+            if not counts_toward_budget(trial):
+                continue
+            tally.finished += 1
+            trained = "reused_from" not in trial.user_attrs and "infeasible" not in trial.user_attrs
+            tally.trainings += trained
+            tally.repeats += trained and "repeat_of" in trial.user_attrs
+            tally.reused += "reused_from" in trial.user_attrs
+            tally.failed += trial.state == TrialState.FAIL
+            tally.pruned += trial.state == TrialState.PRUNED
+        return tally

@@ -32,27 +32,26 @@ it starts.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import optuna
-import ray
 from optuna.trial import TrialState
 from ray import tune
 
 from ..analysis.agreement import RankAgreement
 from ..analysis.front import Front
 from ..analysis.objectives import Context, Selection, over_limit
+from ..analysis.pareto import nondominated_fronts
 from ..data.cache import cache_key
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace, random_genomes
 from ..report.publish import DashboardPublisher
 from ..studies import StudyLock, open_storage
 from .ledger import close_interrupted, make_sampler, open_study
-from .schedulers import nondominated_fronts
-from .tune import SearchConfig, open_search_study, search_identity, train_plan
+from .runner import SearchConfig, make_tuner, open_search_study, search_identity, train_plan
+from .trainable import set_up_worker
 
 SUPERNET_EPOCH_FACTOR = 4
 PANEL_SEEDS = 2  # seeds of every genome of the agreement's panel: the split-half ceiling needs two
@@ -71,12 +70,9 @@ def supernet_folder(config: SearchConfig, epochs: int) -> Path:
 
 def supernet_trial(tune_config: dict, config: SearchConfig, epochs: int, folder: str) -> None:
     """The Ray Tune trainable: train (or resume) the supernet, reporting every epoch."""
-    import torch
-
     from ..train.supernet import train_supernet
 
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    device = set_up_worker()
     train_supernet(config.space, config.data, config.fidelity, config.num_classes, config.seed, Path(folder),
                    epochs=epochs, report=lambda epoch, metrics: tune.report(dict(metrics)), device=device,
                    val_fraction=config.val_fraction)
@@ -104,14 +100,9 @@ def train_supernet_on_ray(config: SearchConfig, epochs: int, folder: Path, resou
     else:
         print(f"supernet: training {epochs} epochs at fidelity {config.fidelity.name} into {folder} "
               f"(a stopped run resumes from its last epoch)", file=sys.stderr)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banner (see tune.run_search)
     # A fresh trial picks the run up from the checkpoint; Ray's own experiment state is not needed.
-    trainable = tune.with_resources(tune.with_parameters(supernet_trial, config=config, epochs=epochs,
-                                                         folder=str(folder.resolve())), resources)
-    tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
-                       run_config=tune.RunConfig(name="supernet", storage_path=str((config.study_dir / "ray").resolve()),
-                                                 verbose=0, callbacks=[SupernetProgress(epochs)],
-                                                 failure_config=tune.FailureConfig(max_failures=0)))
+    tuner = make_tuner(supernet_trial, {"config": config, "epochs": epochs, "folder": str(folder.resolve())},
+                       resources, "supernet", config.study_dir, SupernetProgress(epochs))
     results = tuner.fit()
     if results.errors:
         raise RuntimeError(f"supernet training failed: {results.errors[0]}")

@@ -6,7 +6,7 @@ that architecture may well belong on it. Optuna's pruners do not support multi-o
 studies either. This is ASHA (Li et al. 2020) with the rung ranked the way MO-ASHA (Schmucker
 et al. 2021) ranks it: by non-dominated sorting of (top-1, MACs, params), ties within a front
 broken by NSGA-II's crowding distance (Deb et al. 2002), so the ends of every front and its
-sparse parts go on training.
+sparse parts go on training. The sorting and the distance are ``analysis/pareto.py``'s.
 """
 
 from __future__ import annotations
@@ -18,56 +18,7 @@ from collections.abc import Sequence
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..analysis.objectives import Selection
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Pareto dominance of minimisation points: ``a`` is nowhere worse than ``b`` and better somewhere."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
-def nondominated_fronts(points: Sequence[Sequence[float]]) -> list[list[int]]:
-    """Indices of minimisation ``points`` by front: front 0 holds the points nothing dominates,
-    front k those dominated only by points of earlier fronts. Deb's fast sort, O(n²) dominance
-    checks: a rung holds at most the search's budget of points, and this runs at every rung
-    result. Equal points share a front; indices within a front ascend."""
-    better_than: list[list[int]] = [[] for _ in points]  # i -> the points i dominates
-    beaten_by = [0] * len(points)  # i -> how many points dominate i
-    for i in range(len(points)):
-        for j in range(i + 1, len(points)):
-            if dominates(points[i], points[j]):
-                better_than[i].append(j)
-                beaten_by[j] += 1
-            elif dominates(points[j], points[i]):
-                better_than[j].append(i)
-                beaten_by[i] += 1
-    fronts, front = [], [i for i, count in enumerate(beaten_by) if count == 0]
-    while front:
-        fronts.append(front)
-        after = []
-        for i in front:
-            for j in better_than[i]:
-                beaten_by[j] -= 1
-                if beaten_by[j] == 0:
-                    after.append(j)
-        front = sorted(after)
-    return fronts
-
-
-def crowding_distance(points: Sequence[Sequence[float]]) -> list[float]:
-    """NSGA-II crowding distance of each point of one front: over the objectives, the sum of the
-    gaps between its two neighbours, each scaled by that objective's range in the front. The
-    lowest and highest point of every objective get infinity, so a front's ends always rank
-    first; an objective on which the whole front is equal separates no one and is skipped."""
-    distance = [0.0] * len(points)
-    for m in range(len(points[0]) if points else 0):
-        order = sorted(range(len(points)), key=lambda i: points[i][m])
-        low, high = points[order[0]][m], points[order[-1]][m]
-        if high == low:
-            continue
-        distance[order[0]] = distance[order[-1]] = math.inf
-        for before, i, after in zip(order, order[1:], order[2:]):
-            distance[i] += (points[after][m] - points[before][m]) / (high - low)
-    return distance
+from ..analysis.pareto import crowding_distance, nondominated_fronts
 
 
 def ranking(points: Sequence[Sequence[float]]) -> list[tuple[int, float]]:

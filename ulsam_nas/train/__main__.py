@@ -1,5 +1,5 @@
-"""``python -m ulsam_nas.train``: see ``loop.main``."""
+"""``python -m ulsam_nas.train``: see ``command.main``."""
 
-from .loop import main
+from .command import main
 
 raise SystemExit(main())

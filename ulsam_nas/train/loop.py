@@ -1,26 +1,25 @@
 """Proxy training of one genome: ``train(genome, data, fidelity, seed, report=callback)``.
 
-Also the command line for training one architecture, e.g. the one the search picked, at any
-fidelity:
-
-    python -m ulsam_nas.train --space mv2 --genome "(16, 17)" --g 4 --dataset cub200:/data/CUB_200_2011 \\
-        --fidelity proxy[:epochs=N,...] [--epochs N] [--evaluate-on {test,val}] [--save weights.safetensors]
+Also the parts the supernet's training (``supernet``) shares with it: the optimiser step and
+the epoch around it (``train_epoch``, timed by :class:`StepClock`), the epoch's mean loss
+checked finite (``epoch_loss``), BatchNorm recalibration, evaluation, the network a trial trains
+(``build_proxy``), the fidelity's stratified subsets (``stratified``) and the numerics on a
+device (``autocast_on``, ``memory_format_on``). The optimiser and schedule are in ``optim``.
 
 The search trains with ``evaluate_on="val"`` (it selects on images held out from the train
 split); the test split is read only to report a chosen architecture (``evaluate_on="test"``,
-this command's default).
+the default of ``train`` and of ``python -m ulsam_nas.train``, see ``command``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from ..data.loader import BatchLoader, resident
 from ..models.build import PlacedNet, build_model
 from ..models.genome import Genome
 from .fidelity import Fidelity, get_fidelity
+from .optim import Schedule, sgd
 
 log = logging.getLogger(__name__)
 Report = Callable[[int, dict], None]
@@ -60,6 +60,16 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def autocast_on(device: torch.device) -> contextlib.AbstractContextManager:
+    """What forward passes run under on ``device``: bf16 autocast on CUDA, nothing on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def memory_format_on(device: torch.device) -> torch.memory_format:
+    """The layout of a training's network and batches on ``device``: channels-last on CUDA."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
 def build_proxy(genome: Genome, fidelity: Fidelity, num_classes: int) -> PlacedNet:
     """The network a trial trains: the genome at the fidelity's width, channel rounding and
     resolution (see ``ulsam_nas.train.fidelity``), residual blocks starting as the identity."""
@@ -87,19 +97,6 @@ def recalibrate_batchnorm(model: nn.Module, loader: BatchLoader) -> None:
         model(images)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, fidelity: Fidelity, steps_per_epoch: int):
-    """(scheduler, steps it per batch?)"""
-    if fidelity.schedule == "onecycle":
-        if fidelity.epochs * steps_per_epoch < 8:  # too few steps for warm-up and decay phases
-            return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0), True
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=fidelity.lr, epochs=fidelity.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
-        ), True
-    if fidelity.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, fidelity.step_epochs, fidelity.gamma), False
-    return torch.optim.lr_scheduler.ExponentialLR(optimizer, fidelity.gamma), False
 
 
 @torch.inference_mode()
@@ -166,28 +163,24 @@ def train(
         train_set = resident(train_set, device)
         eval_set = train_set if evaluate_on == "val" else resident(eval_set, device)
     model = build_proxy(genome, fidelity, len(train_set.classes)).to(device)
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    memory_format = memory_format_on(device)
     model = model.to(memory_format=memory_format)
     train_loader = BatchLoader(
-        train_set, _stratified(train_labels, fit_indices, fidelity.train_subset),
+        train_set, stratified(train_labels, fit_indices, fidelity.train_subset),
         fidelity.batch_size, device, train=True, generator=generator, memory_format=memory_format,
         crop_scale=fidelity.crop_scale,
     )
     eval_loader = BatchLoader(
-        eval_set, _stratified(eval_labels, eval_indices, fidelity.test_subset),
+        eval_set, stratified(eval_labels, eval_indices, fidelity.test_subset),
         max(fidelity.batch_size, 256), device, train=False, memory_format=memory_format,
     )
     recalibration_loader = BatchLoader(
-        train_set, _stratified(train_labels, fit_indices, fidelity.recalibration_images),
+        train_set, stratified(train_labels, fit_indices, fidelity.recalibration_images),
         256, device, train=False, memory_format=memory_format,
     ) if fidelity.recalibration_images else None
-    # Fused SGD: one kernel for every parameter's update instead of a few per tensor; the CPU keeps
-    # the default implementation, and with it its results.
-    optimizer = torch.optim.SGD(model.parameters(), lr=fidelity.lr, momentum=fidelity.momentum,
-                                nesterov=fidelity.nesterov, weight_decay=fidelity.weight_decay,
-                                fused=True if cuda else None)
-    scheduler, per_step = _scheduler(optimizer, fidelity, len(train_loader))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    optimizer = sgd(model.parameters(), fidelity, device)
+    schedule = Schedule(optimizer, fidelity, len(train_loader))
+    autocast = autocast_on(device)
     loss_fn = nn.CrossEntropyLoss()
 
     started = time.perf_counter()
@@ -196,15 +189,11 @@ def train(
     top1 = top5 = 0.0
     for epoch in range(1, fidelity.epochs + 1):
         bar = _progress(len(train_loader), f"epoch {epoch}/{fidelity.epochs}", progress)
-        loss_sum = train_epoch(model, train_loader, optimizer, scheduler if per_step else None, autocast, loss_fn,
-                               clock, bar)
+        loss_sum = train_epoch(model, train_loader, optimizer, schedule.per_batch, autocast, loss_fn, clock, bar)
         images_seen += len(train_loader.indices)
-        if not per_step:
-            scheduler.step()
-        mean_loss = float(loss_sum) / max(1, len(train_loader))  # the epoch's one read from the device
+        schedule.end_epoch()
+        mean_loss = epoch_loss(loss_sum, len(train_loader), f"epoch {epoch} of {genome}")
         clock.end_epoch()
-        if not torch.isfinite(torch.tensor(mean_loss)):
-            raise NonFiniteLossError(f"training loss became {mean_loss} in epoch {epoch} of {genome}")
         if recalibration_loader is not None:
             with autocast:
                 recalibrate_batchnorm(model, recalibration_loader)
@@ -270,10 +259,12 @@ class StepClock:
 
 def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
                 step_scheduler, autocast: contextlib.AbstractContextManager, loss_fn: nn.Module,
-                clock: StepClock, bar=None) -> torch.Tensor:
-    """One pass over ``loader``, stepping ``step_scheduler`` (if any) after every batch. Returns
-    the summed loss where it was computed: on CUDA nothing in here reads from the GPU, so the
-    host queues the steps ahead of the GPU's work."""
+                clock: StepClock, bar=None, path: Callable[[], nn.Module] | None = None) -> torch.Tensor:
+    """One pass over ``loader``, one optimiser step per batch, stepping ``step_scheduler`` (if
+    any) after every batch. Each batch trains ``model``, or the network ``path()`` returns when
+    called after the batch is fetched (a supernet's sampled path, sharing ``model``'s modules).
+    Returns the summed loss where it was computed: on CUDA nothing in here reads from the GPU,
+    so the host queues the steps ahead of the GPU's work."""
     model.train()
     loss_sum = torch.zeros((), device=loader.device)
     batches = iter(loader)
@@ -284,8 +275,11 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
         except StopIteration:
             break
         clock.fetched()
+        network = model if path is None else path()
         with autocast:
-            loss = loss_fn(model(images), labels)
+            loss = loss_fn(network(images), labels)
+        # Zeroing to None leaves the modules off a supernet's path without a gradient, so SGD skips
+        # them entirely: no weight decay or momentum step for weights the path did not use.
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -300,7 +294,16 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
     return loss_sum
 
 
-def _stratified(labels: np.ndarray, indices: np.ndarray, count: int | None) -> torch.Tensor:
+def epoch_loss(loss_sum: torch.Tensor, batches: int, where: str) -> float:
+    """The mean loss of an epoch of ``batches`` from ``train_epoch``'s sum: the epoch's one read
+    from the device. Raises NonFiniteLossError, saying ``where``, if it is NaN or infinite."""
+    mean = float(loss_sum) / max(1, batches)
+    if not math.isfinite(mean):
+        raise NonFiniteLossError(f"training loss became {mean} in {where}")
+    return mean
+
+
+def stratified(labels: np.ndarray, indices: np.ndarray, count: int | None) -> torch.Tensor:
     """``count`` of ``indices`` (all if None) with the classes of ``labels[indices]`` in
     proportion: a fidelity's subset drawn from the images of one role, never across roles."""
     return torch.from_numpy(indices[stratified_subset(labels[indices], count)])
@@ -312,85 +315,3 @@ def _progress(total: int, description: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, unit="batch", leave=False, file=sys.stderr)
-
-
-def save_weights(model: PlacedNet, path: Path, metadata: dict[str, str]) -> None:
-    """Weights as safetensors (``.safetensors``) or a weights-only torch file (anything else),
-    with the build arguments in the metadata so the network can be rebuilt."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file(state, str(path), metadata=metadata)
-    else:
-        torch.save({"state_dict": state, "metadata": metadata}, path)
-
-
-# -- command line ----------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..cli import ArgumentParser, fail, genome_from_cli
-    from ..models.spaces import load_space
-
-    parser = ArgumentParser(prog="python -m ulsam_nas.train",
-                            description="Train one ULSAM placement from scratch and report top-1 / top-5.")
-    parser.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
-    parser.add_argument("--genome", default="vanilla",
-                        help="placement in the paper's notation, e.g. '(16, 17)', or a canonical genome string")
-    parser.add_argument("--g", type=int, default=None, help="group count for placements without their own gN")
-    parser.add_argument("--width", type=float, default=None, help="width multiplier (default: the space's first)")
-    parser.add_argument("--dataset", default="synthetic", help="NAME[:ROOT]: synthetic, food101, cub200, dogs, folder")
-    parser.add_argument("--fidelity", default=None,
-                        help="smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8,resolution=48 "
-                             "(keys in ulsam_nas.train.fidelity; default: proxy with a GPU, smoke without)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the fidelity's number of epochs (shorthand)")
-    parser.add_argument("--evaluate-on", choices=EVALUATE_ON, default="test",
-                        help="test: train on the whole train split, report on the test split (default; for a chosen "
-                             "architecture); val: hold out --val-fraction of the train split and evaluate there "
-                             "(what the search selects on)")
-    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
-                        help=f"share of each class's training images held out with --evaluate-on val (default {VAL_FRACTION})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--save", type=Path, default=None,
-                        help="write the trained weights: .safetensors, or a weights-only torch file (.pt)")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        check_val_fraction(args.val_fraction)
-        space = load_space(args.space)
-        genome = genome_from_cli(args.genome, args.g, args.width, space)
-        fidelity_name = args.fidelity or ("proxy" if torch.cuda.is_available() else "smoke")
-        fidelity = get_fidelity(fidelity_name, genome.backbone, args.epochs)
-        data = DataSpec.parse(args.dataset)
-        device = torch.device(args.device) if args.device else default_device()
-        if device.type == "cuda" and not torch.cuda.is_available():
-            fail("--device cuda: no CUDA GPU is available here")
-        print(f"training {genome} on {data} at fidelity {fidelity.name} "
-              f"({fidelity.resolution}px, width x{fidelity.width_mult}, {fidelity.epochs} epochs) on {device}",
-              file=sys.stderr)
-        result = train(genome, data, fidelity, seed=args.seed, device=device, progress=True,
-                       evaluate_on=args.evaluate_on, val_fraction=args.val_fraction)
-    except ValueError as error:  # bad genome, space, data set, fidelity or val fraction (DataError, SpaceError)
-        fail(str(error))
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if args.save is not None:
-        metadata = {"genome": str(genome), "num_classes": str(result.model.head[-1].out_features),
-                    "fidelity": json.dumps(asdict(fidelity)), "dataset": str(data), "seed": str(args.seed),
-                    "top1": f"{result.top1:.4f}", "top5": f"{result.top5:.4f}", "split": result.split}
-        save_weights(result.model, args.save, metadata)
-    if args.json:
-        print(json.dumps({"genome": str(genome), **result.metrics()}))
-    else:
-        split = "validation" if result.split == "val" else "test"
-        print(f"{genome}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}% on the {split} split  "
-              f"({result.epochs} epochs, {result.seconds:.1f} s, {result.images_per_second:.0f} images/s)")
-        if args.save is not None:
-            print(f"weights written to {args.save}")
-    return 0
-

@@ -17,7 +17,8 @@ those of a search trial by construction, and the supernet cannot drift from ``bu
 
 ``train_supernet`` trains one uniformly sampled path per step (SPOS's uniform sampling, drawn
 per layer as Optuna's RandomSampler draws ``space.suggest``) with the fidelity's optimiser and
-schedule, on the train split less the validation split the search selects on. It checkpoints
+schedule (``optim``) and a trial's step (``loop.train_epoch``), on the train split less the
+validation split the search selects on. It checkpoints
 after every epoch and resumes an interrupted run; a JSON key beside the checkpoint refuses a
 checkpoint directory that belongs to another run.
 
@@ -29,7 +30,6 @@ images are loaded onto the device once; a genome costs two forward passes over t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -50,15 +50,19 @@ from ..models.genome import INSERT, SUBSTITUTE, Genome, Placement
 from ..models.spaces import SearchSpace
 from .fidelity import Fidelity, get_fidelity
 from .loop import (
-    NonFiniteLossError,
     Report,
-    _scheduler,
-    _stratified,
+    StepClock,
+    autocast_on,
     build_proxy,
     default_device,
+    epoch_loss,
     evaluate,
+    memory_format_on,
     recalibrate_batchnorm,
+    stratified,
+    train_epoch,
 )
+from .optim import Schedule, sgd
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ CHECKPOINT = "supernet.pt"
 CHECKPOINT_KEY = "supernet.json"
 SAMPLERS = ("uniform",)
 DEFAULT_BN_IMAGES = 512  # the smoke fidelity's recalibration_images
-BN_BATCH = 256  # as train.py recalibrates: the cumulative average weighs batches, not images
+BN_BATCH = 256  # as loop.train recalibrates: the cumulative average weighs batches, not images
 
 
 class SuperNet(nn.Module):
@@ -135,8 +139,7 @@ class SuperNet(nn.Module):
         device = next(self.parameters()).device
         # The layout a trial's network has on that device (see train): on CUDA the two layouts
         # run different convolution kernels (TF32 by default), whose outputs differ slightly.
-        memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        return model.to(device=device, memory_format=memory_format).train(self.training)
+        return model.to(device=device, memory_format=memory_format_on(device)).train(self.training)
 
 
 def uniform_genome(space: SearchSpace, width_mult: float, generator: torch.Generator) -> Genome:
@@ -204,21 +207,20 @@ def train_supernet(
     torch.manual_seed(seed)
     # The paths come from the batches' generator (order and crops): one state to checkpoint.
     generator = torch.Generator().manual_seed(seed)
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    memory_format = memory_format_on(device)
     model = SuperNet(space, num_classes, fidelity, width).to(device=device, memory_format=memory_format)
     loader = BatchLoader(
-        train_set, _stratified(train_labels, fit_indices, fidelity.train_subset), fidelity.batch_size, device,
+        train_set, stratified(train_labels, fit_indices, fidelity.train_subset), fidelity.batch_size, device,
         train=True, generator=generator, memory_format=memory_format, crop_scale=fidelity.crop_scale,
     )
-    optimizer = torch.optim.SGD(model.parameters(), lr=fidelity.lr, momentum=fidelity.momentum,
-                                nesterov=fidelity.nesterov, weight_decay=fidelity.weight_decay)
-    scheduler, per_step = _scheduler(optimizer, fidelity, len(loader))
+    optimizer = sgd(model.parameters(), fidelity, device)
+    schedule = Schedule(optimizer, fidelity, len(loader))
     finished = 0
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        schedule.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         if cuda and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
@@ -226,42 +228,29 @@ def train_supernet(
         finished = state["epoch"]
         log.info("%s: resuming after epoch %d of %d", checkpoint, finished, fidelity.epochs)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    autocast = autocast_on(device)
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
-    train_seconds = 0.0  # in the training loops: batches and steps, not checkpoints
+    clock = StepClock(cuda)  # times batches and steps, not checkpoints
     images_seen = 0
+
+    def sample_path() -> PlacedNet:
+        return model.path_net(uniform_genome(space, width, generator))
+
     for epoch in range(finished + 1, fidelity.epochs + 1):
-        model.train()
-        epoch_started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for images, labels in loader:
-            genome = uniform_genome(space, width, generator)
-            with autocast:
-                loss = loss_fn(model(images, genome), labels)
-            # Zeroing to None leaves the modules off this path without a gradient, so SGD skips
-            # them entirely: no weight decay or momentum step for weights the path did not use.
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if per_step:
-                scheduler.step()
-            loss_sum += loss.detach()
-            images_seen += len(labels)
-        if not per_step:
-            scheduler.step()
-        mean_loss = float(loss_sum) / max(1, len(loader))  # waits for the device: the epoch's time is complete
-        train_seconds += time.perf_counter() - epoch_started
-        if not torch.isfinite(torch.tensor(mean_loss)):
-            raise NonFiniteLossError(f"supernet training loss became {mean_loss} in epoch {epoch}")
+        loss_sum = train_epoch(model, loader, optimizer, schedule.per_batch, autocast, loss_fn, clock, path=sample_path)
+        images_seen += len(loader.indices)
+        schedule.end_epoch()
+        mean_loss = epoch_loss(loss_sum, len(loader), f"epoch {epoch} of the supernet")
+        clock.end_epoch()
         rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
         if cuda:
             rng["cuda"] = torch.cuda.get_rng_state(device)
         _save_atomically(checkpoint, {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "scheduler": scheduler.state_dict(), "rng": rng})
+                                      "scheduler": schedule.scheduler.state_dict(), "rng": rng})
         if report is not None:
             report(epoch, {"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
-                           "images_per_second": images_seen / max(train_seconds, 1e-9)})
+                           "images_per_second": images_seen / max(clock.step_seconds, 1e-9)})
     return model
 
 
@@ -335,13 +324,12 @@ class PathScorer:
         self.supernet = supernet
         # Channels-last inputs make every conv run channels-last, on the CPU too (the weights'
         # layout does not matter): scoring a smoke genome on one core takes 0.39 s instead of 0.65 s.
-        self.bn_batches = list(BatchLoader(train_set, _stratified(labels, fit_indices, bn_images), BN_BATCH, device,
+        self.bn_batches = list(BatchLoader(train_set, stratified(labels, fit_indices, bn_images), BN_BATCH, device,
                                            train=False, memory_format=torch.channels_last))
-        self.val_batches = list(BatchLoader(train_set, _stratified(labels, val_indices, fidelity.test_subset),
+        self.val_batches = list(BatchLoader(train_set, stratified(labels, val_indices, fidelity.test_subset),
                                             max(fidelity.batch_size, 256), device, train=False,
                                             memory_format=torch.channels_last))
-        cuda = device.type == "cuda"
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        self.autocast = autocast_on(device)
 
     def __call__(self, genome: Genome) -> float:
         """Top-1 in % of ``genome``'s path on the validation split."""

@@ -7,7 +7,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..layers import Cost, conv_output_size
+from ..layers import Cost, conv_output_size, linear_cost
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,19 @@ class LayerSpec:
 class Backbone:
     """A backbone as tables plus builders. ``layers(width_mult, channel_multiple)`` gives the
     numbered layers with channels scaled by the width multiplier (rounded the backbone's own way,
-    or to ``channel_multiple`` when given); the head (pooling + classifier) follows the last."""
+    or to ``channel_multiple`` when given); the head (pooling + classifier, ``make_head``) follows
+    the last."""
 
     name: str
     title: str
     layers: Callable[[float, int | None], tuple[LayerSpec, ...]]
     make_layer: Callable[[LayerSpec], nn.Module]
     layer_cost: Callable[[LayerSpec, int, int], Cost]  # (spec, input h, input w)
-    make_head: Callable[[int, int], nn.Module]  # (in channels, num classes)
-    head_cost: Callable[[int, int], Cost]
-    # For standalone export: the Python expression that builds a layer / the head, and the block
-    # classes those expressions use (their source is copied into the exported model.py).
+    # For standalone export: the Python expression that builds a layer, and the block classes
+    # those expressions use (their source is copied into the exported model.py).
     layer_source: Callable[[LayerSpec], str]
-    head_source: Callable[[int], str]  # (in channels) -> expression using `num_classes`
     block_classes: tuple[type, ...]
+    head_dropout: float = 0.0  # dropout before the classifier's linear layer; 0 for none
 
     def specs(
         self, width_mult: float = 1.0, channel_multiple: int | None = None, input_size: int | None = None,
@@ -76,6 +75,19 @@ class Backbone:
 
     def substitutable(self) -> tuple[int, ...]:
         return tuple(spec.number for spec in self.layers(1.0, None) if spec.keeps_shape)
+
+    def make_head(self, in_ch: int, num_classes: int) -> nn.Module:
+        """The classifier after the last layer: global average pooling, flatten, (dropout,) linear."""
+        dropout = [nn.Dropout(self.head_dropout)] if self.head_dropout else []
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *dropout, nn.Linear(in_ch, num_classes))
+
+    def head_cost(self, in_ch: int, num_classes: int) -> Cost:
+        return linear_cost(in_ch, num_classes)
+
+    def head_source(self, in_ch: int) -> str:
+        """``make_head`` as a Python expression using ``num_classes``, for the exported model.py."""
+        dropout = f"nn.Dropout({self.head_dropout}), " if self.head_dropout else ""
+        return f"nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), {dropout}nn.Linear({in_ch}, num_classes))"
 
 
 MIN_PROXY_MAP = 4

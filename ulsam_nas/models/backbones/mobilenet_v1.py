@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from ..layers import ConvBNAct, Cost, conv_cost, linear_cost, make_divisible
+from ..layers import ConvBNAct, Cost, conv_cost, make_divisible
 from .base import Backbone, LayerSpec
 
 # Table 3: layer, block, in, out, stride. Output maps at 224: 112, 112, 56, 56, 28, 28, 14 (x6), 7, 7.
@@ -72,20 +72,7 @@ def layer_source(spec: LayerSpec) -> str:
     return f"DepthwiseSeparable({spec.in_ch}, {spec.out_ch}, {spec.stride})"
 
 
-def head_source(in_ch: int) -> str:
-    return f"nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear({in_ch}, num_classes))"
-
-
-def make_head(in_ch: int, num_classes: int) -> nn.Module:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(in_ch, num_classes))
-
-
-def head_cost(in_ch: int, num_classes: int) -> Cost:
-    return linear_cost(in_ch, num_classes)
-
-
 MOBILENET_V1 = Backbone(
     name="mv1", title="MobileNet-V1", layers=layers, make_layer=make_layer,
-    layer_cost=layer_cost, make_head=make_head, head_cost=head_cost,
-    layer_source=layer_source, head_source=head_source, block_classes=(DepthwiseSeparable,),
+    layer_cost=layer_cost, layer_source=layer_source, block_classes=(DepthwiseSeparable,),
 )

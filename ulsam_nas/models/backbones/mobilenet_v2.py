@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, Cost, conv_cost, linear_cost, make_divisible
+from ..layers import ConvBNAct, Cost, conv_cost, make_divisible
 from .base import Backbone, LayerSpec
 
 # Table 5: layer, block, in, out, stride, expansion t. Output maps at 224:
@@ -107,23 +107,7 @@ def layer_source(spec: LayerSpec) -> str:
     return f"ConvBNAct({spec.in_ch}, {spec.out_ch}, {kernel}, {spec.stride}, activation=nn.ReLU6)"
 
 
-def head_source(in_ch: int) -> str:
-    return (f"nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout({DROPOUT}), "
-            f"nn.Linear({in_ch}, num_classes))")
-
-
-def make_head(in_ch: int, num_classes: int) -> nn.Module:
-    return nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(DROPOUT), nn.Linear(in_ch, num_classes)
-    )
-
-
-def head_cost(in_ch: int, num_classes: int) -> Cost:
-    return linear_cost(in_ch, num_classes)
-
-
 MOBILENET_V2 = Backbone(
     name="mv2", title="MobileNet-V2", layers=layers, make_layer=make_layer,
-    layer_cost=layer_cost, make_head=make_head, head_cost=head_cost,
-    layer_source=layer_source, head_source=head_source, block_classes=(InvertedResidual,),
+    layer_cost=layer_cost, layer_source=layer_source, block_classes=(InvertedResidual,), head_dropout=DROPOUT,
 )

@@ -1,11 +1,11 @@
-"""Ray Tune runs the proxy trainings, Optuna chooses the genomes, the study is the record.
+"""Ray Tune's ``Searcher`` interface over Optuna's ask/tell: which trial Ray Tune trains next, and
+the state each one ends in, in the study.
 
-Why our own ``Searcher`` over Optuna's ask/tell instead of Ray's ``OptunaSearch``: the states
-that reach the study must tell the truth, and OptunaSearch decides them in ways we cannot
-change through its public API (an ASHA-stopped trial becomes COMPLETE with partial metrics, a
-NaN metric leaves the trial RUNNING, an interrupted search leaves RUNNING trials behind). With
-ask/tell on one side and Tune's documented ``Searcher`` interface on the other, every state is
-ours to set:
+Why our own ``Searcher`` instead of Ray's ``OptunaSearch``: the states that reach the study must
+tell the truth, and OptunaSearch decides them in ways we cannot change through its public API
+(an ASHA-stopped trial becomes COMPLETE with partial metrics, a NaN metric leaves the trial
+RUNNING, an interrupted search leaves RUNNING trials behind). With ask/tell on one side and
+Tune's documented ``Searcher`` interface on the other, every state is ours to set:
 
 - COMPLETE only when the trial trained every epoch of its fidelity; values the study's
   objectives (``objectives.Selection``): the training metric (top-1 on the validation split)
@@ -15,140 +15,48 @@ ours to set:
   before training (``infeasible``).
 - FAIL when training raised or the metric is not finite, with the reason as ``failure``.
 
-The study bookkeeping (drivers, interrupted trials, paper configurations, seeds, repeats, what
-to train next) lives in ``ledger.py``; this module only connects it to Ray Tune.
+``StudySearcher`` serves a search from the study's bookkeeping (drivers, interrupted trials,
+paper configurations, seeds, repeats, what to train next: ``ledger.py``); ``PlanSearcher`` a
+fixed list of (fidelity, genome, seed) trainings (a calibration, a one-shot search's
+confirmations).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
-import ray
 from optuna.trial import TrialState
-from ray import tune
 from ray.tune.search import Searcher
 
-from ..analysis.front import COST_TOLERANCE
-from ..analysis.objectives import DEFAULT, Context, Selection, over_limit
+from ..analysis.objectives import Context, Selection, over_limit
 from ..cost import count_cost
-from ..data import VAL_FRACTION, DataSpec
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
-from ..report.publish import DashboardPublisher
-from ..studies import HEARTBEAT_SECONDS, StudyLock, open_storage
-from ..train.fidelity import Fidelity, parse_fidelity
+from ..studies import HEARTBEAT_SECONDS, StudyLock
 from .ledger import (
     INTERRUPTED,
     WAIT,
     Key,
     Ledger,
     Repeat,
-    StudyMismatch,
+    Tally,
     close_interrupted,
-    counts_toward_budget,
     driver_identity,
-    finished_count,
     is_interrupted,
-    make_sampler,
-    open_study,
     pending_paper_configurations,
-    requeue_stale,
     rerun_attrs,
     store_noise,
 )
 from .schedulers import MultiObjectiveSuccessiveHalving
+from .trainable import trial_outcome
 
-Trainer = Callable[..., Any]  # the signature of ulsam_nas.train.loop.train
 # Drivers record Optuna's heartbeat themselves (``beat``); Optuna expects Study.optimize to.
 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize", UserWarning)
 POLL_SECONDS = 1.0  # how often a driver with nothing to start looks at the study again
-DRIVER_SEED_STRIDE = 1_000_003  # sampler seeds of drivers started on one study: far apart
-
-__all__ = ["INTERRUPTED", "SearchConfig", "StudyMismatch", "finished_count", "make_sampler", "run_search"]
-
-
-@dataclass
-class TrialSettings:
-    """What every trial trains with; the seed comes with each trial's config."""
-
-    data: DataSpec
-    fidelity: Fidelity
-    val_fraction: float
-    metric: str = "top1"  # the training metric the study optimises
-
-
-def run_trial(config: dict, settings: TrialSettings, trainer: Trainer) -> None:
-    """The Ray Tune trainable: train one (genome, seed), evaluate on the validation split and
-    report after every epoch. A failure is reported as a result (``failure``), so it fails this
-    trial only and its reason is kept. Every result carries the genome's computed objectives
-    (``costs``): the early-stopping scheduler ranks on all the study's objectives."""
-    import torch
-
-    assigned = ray.get_runtime_context().get_assigned_resources()
-    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
-    device = "cuda" if ray.get_gpu_ids() else "cpu"  # Ray exposes only the GPUs it assigned
-    epochs = settings.fidelity.epochs
-    costs = config.get("costs", {})
-
-    def report(epoch: int, metrics: dict) -> None:
-        tune.report({**metrics, **costs, "complete": epoch == epochs})
-
-    try:
-        trainer(Genome.from_string(config["genome"]), settings.data, settings.fidelity, seed=config["seed"],
-                report=report, device=device, evaluate_on="val", val_fraction=settings.val_fraction)
-    except Exception as error:  # noqa: BLE001 - any failure fails this trial, with its reason
-        tune.report({"failure": f"{type(error).__name__}: {error}", settings.metric: 0.0, **costs, "complete": False})
-
-
-def trial_outcome(result: dict | None, error: bool, metric: str = "top1") -> tuple[TrialState, str | None]:
-    """The state a finished Tune trial gets in the study, and the failure reason."""
-    if result is None or error:
-        reason = (result or {}).get("failure") or "the trial's worker crashed (see the Ray logs)"
-        return TrialState.FAIL, reason
-    if result.get("failure"):
-        return TrialState.FAIL, result["failure"]
-    value = result.get(metric)
-    if value is None or not math.isfinite(value):
-        return TrialState.FAIL, f"{metric} is {value}"
-    if result.get("complete"):
-        return TrialState.COMPLETE, None
-    return TrialState.PRUNED, None
-
-
-@dataclass
-class Tally:
-    """Counts for the progress line."""
-
-    finished: int = 0
-    trainings: int = 0  # finished trials that trained (not reused, not rejected by a constraint)
-    repeats: int = 0  # of those, trainings of a genome's second or later seed
-    failed: int = 0
-    pruned: int = 0
-    reused: int = 0
-
-    @classmethod
-    def of(cls, trials: list[optuna.trial.FrozenTrial]) -> Tally:
-        tally = cls()
-        for trial in trials:
-            if not counts_toward_budget(trial):
-                continue
-            tally.finished += 1
-            trained = "reused_from" not in trial.user_attrs and "infeasible" not in trial.user_attrs
-            tally.trainings += trained
-            tally.repeats += trained and "repeat_of" in trial.user_attrs
-            tally.reused += "reused_from" in trial.user_attrs
-            tally.failed += trial.state == TrialState.FAIL
-            tally.pruned += trial.state == TrialState.PRUNED
-        return tally
 
 
 class OptunaTrialsSearcher(Searcher):
@@ -425,69 +333,9 @@ class StudySearcher(OptunaTrialsSearcher):
         return len(held)
 
 
-class ProgressLine(tune.Callback):
-    """One live status line instead of Ray's tables, and the front published to the dashboard
-    (``publish.DashboardPublisher``: every few COMPLETE trials and at the end)."""
-
-    def __init__(self, searcher: StudySearcher, budget: int) -> None:
-        self.searcher, self.budget = searcher, budget
-        self.started = time.time()
-        self.first_finished = searcher.tally.finished
-        self.interactive = sys.stderr.isatty()
-        self.last_print, self.last_line = 0.0, ""
-        self.publisher = DashboardPublisher(searcher.study, searcher.lock)
-
-    def line(self) -> str:
-        tally, front = self.searcher.tally, self.searcher.ledger.front
-        elapsed = time.time() - self.started
-        done_here = tally.finished - self.first_finished
-        remaining = max(0, self.budget - tally.finished)
-        eta = f"{remaining * elapsed / done_here:.0f}s" if done_here else "?"
-        noise = f"σ {front.noise.sigma:.1f} pp (df {front.noise.df})" if front.noise.measured else "σ not measured yet"
-        signal = front.signal
-        if signal.std is not None:
-            noise += f", between-genome std {signal.std:.1f} pp [{signal.low:.1f}, {signal.high:.1f}]"
-        return (f"{tally.finished}/{self.budget} trials: {len(front.stats)} genomes, {tally.trainings} trainings "
-                f"({tally.repeats} repeats), {tally.reused} reused, {tally.failed} failed, {tally.pruned} pruned; "
-                f"{self.searcher.running} running; front {len(front.members)}, {noise}; "
-                f"elapsed {elapsed:.0f}s, ETA {eta}")
-
-    def on_step_end(self, iteration: int, trials: list, **info) -> None:
-        self.searcher.heartbeat()
-        self.searcher.poll_awaited()
-        line = self.line()
-        now = time.time()
-        if self.interactive and now - self.last_print >= 1.0:
-            print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
-            self.last_print = now
-        elif not self.interactive and line != self.last_line and now - self.last_print >= 5.0:
-            print(line, file=sys.stderr, flush=True)
-            self.last_print = now
-        self.last_line = line
-        self.publisher.on_progress(self.complete())
-
-    def on_experiment_end(self, trials: list, **info) -> None:
-        print(("\r" if self.interactive else "") + self.line() + ("\033[K" if self.interactive else ""),
-              file=sys.stderr, flush=True)
-        self.publisher.publish(self.complete())
-
-    def complete(self) -> int:
-        """The study's COMPLETE trials (reused results included): what moves the front."""
-        tally = self.searcher.tally
-        return tally.finished - tally.failed - tally.pruned
-
-
-# -- calibration: a fixed plan of (fidelity, genome, seed) trainings -------------------------------------
-
-
-def run_calibration_trial(config: dict, data: DataSpec, backbone: str, val_fraction: float, trainer: Trainer) -> None:
-    """The search's trainable, with the fidelity taken from each trial's config."""
-    run_trial(config, TrialSettings(data, parse_fidelity(config["fidelity"], backbone), val_fraction), trainer)
-
-
 class PlanSearcher(OptunaTrialsSearcher):
     """Ray Tune's Searcher interface over a fixed list of (fidelity, genome, seed) trainings,
-    each an Optuna trial whose state tells the truth (``tune.trial_outcome``). Its values are
+    each an Optuna trial whose state tells the truth (``trainable.trial_outcome``). Its values are
     top-1 alone (a calibration study), or with ``objectives`` the study's objective vector,
     the costs computed here as a search computes them (a one-shot search's confirmations)."""
 
@@ -542,170 +390,3 @@ class PlanSearcher(OptunaTrialsSearcher):
             self.study.tell(trial, state=TrialState.FAIL)
         held, self.live = len(self.live), {}
         return held
-
-
-def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[tuple[str, str, int]],
-               data: DataSpec, space: SearchSpace,
-               num_classes: int, val_fraction: float, resources: dict[str, float], concurrency: int, study_dir: Path,
-               trainer: Trainer | None = None, objectives: tuple[Selection, Context] | None = None,
-               attrs: dict | None = None, labels: dict[str, str] | None = None, task: str = "calibrate") -> None:
-    """Run the (fidelity, genome, seed) trainings as Ray Tune trials. Ray must be initialised."""
-    from ray import tune
-
-    if trainer is None:
-        from ..train.loop import train as trainer
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # silent legacy console output (see tune.py)
-    searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data), **(attrs or {})}, objectives,
-                            labels)
-    started = time.time()
-
-    class Progress(tune.Callback):
-        last = 0.0
-
-        def on_step_end(self, iteration, trials, **info):
-            now = time.time()
-            if now - self.last >= 10:
-                self.last = now
-                searcher.heartbeat()
-                eta = (now - started) / searcher.done * (searcher.total - searcher.done) if searcher.done else None
-                print(f"{task}: {searcher.done}/{searcher.total} trainings done, {len(searcher.live)} running, "
-                      f"{searcher.failed} failed; elapsed {now - started:.0f}s, ETA {'?' if eta is None else f'{eta:.0f}s'}",
-                      file=sys.stderr, flush=True)
-
-    trainable = tune.with_resources(
-        tune.with_parameters(run_calibration_trial, data=data, backbone=space.backbone, val_fraction=val_fraction,
-                             trainer=trainer), resources)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="top1", mode="max",
-                                    max_concurrent_trials=concurrency, reuse_actors=True),
-        run_config=tune.RunConfig(name=study.study_name, storage_path=str((study_dir / "ray").resolve()), verbose=0,
-                                  callbacks=[Progress()], failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    try:
-        tuner.fit()
-    finally:
-        held = searcher.close_all()
-        if held:
-            print(f"\nstopped: {held} training(s) closed as FAIL 'interrupted'; run the same command to continue",
-                  file=sys.stderr)
-
-
-# -- one search run ------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchConfig:
-    space: SearchSpace
-    data: DataSpec
-    num_classes: int
-    fidelity: Fidelity
-    budget: int
-    storage_url: str
-    study_name: str
-    study_dir: Path
-    sampler: str = "nsga2"
-    seed: int = 0  # the sampler's seed, and the base of every training's seed
-    repeats: int = 3
-    val_fraction: float = VAL_FRACTION
-    cost_tolerance: float = COST_TOLERANCE
-    objectives: str = DEFAULT  # --objectives
-    limits: dict[str, float] = field(default_factory=dict)  # --max-NAME: objective name -> largest value allowed
-    latency_device: str = "cpu"
-    latency_threads: int = 1
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    concurrency: int = 1
-    early_stop: bool = False
-    early_stop_grace: int = 1  # epochs before the first rung
-    early_stop_eta: int = 2  # 1/eta of a rung goes on to the next
-    paper_seeds: bool = True
-
-    @property
-    def resources(self) -> dict[str, float]:
-        return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
-
-
-def search_identity(config: SearchConfig, context: Context, strategy: str) -> dict[str, Any]:
-    """What a study was searched with; resuming it with anything else is refused."""
-    return {"space": config.space.name, "backbone": config.space.backbone, "dataset": str(config.data),
-            "fidelity": config.fidelity.name, "num_classes": config.num_classes, "seed": config.seed,
-            "val_fraction": config.val_fraction, "strategy": strategy, **context.study_attrs}
-
-
-def open_search_study(storage: optuna.storages.BaseStorage, config: SearchConfig, selection: Selection, context: Context,
-                      reference: dict[str, float], strategy: str) -> optuna.Study:
-    """Create or load the search study (refusing one made with other settings) and store what
-    its readers need: the objectives with their references, the tolerance, the repeats."""
-    study = open_study(storage, config.study_name, search_identity(config, context, strategy), selection)
-    study.set_user_attr("cost_tolerance", config.cost_tolerance)
-    study.set_user_attr("repeats", config.repeats)
-    study.set_user_attr("objective_specs", selection.specs(reference))
-    return study
-
-
-def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.Study:
-    """Run (or resume) the search until the study holds ``config.budget`` finished trials.
-    Ray must be initialised (``ray.init``) by the caller."""
-    if trainer is None:
-        from ..train.loop import train as trainer
-    # Ray's newer console output prints an experiment banner even at verbose=0; the legacy
-    # engine is silent there, and ProgressLine is all the user sees.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-    selection = Selection.parse(config.objectives, config.cost_tolerance)
-    context = Context(config.space, config.num_classes, config.latency_device, config.latency_threads)
-    # Before the study is touched: a latency objective times its table here, once per machine.
-    reference = selection.reference_point(context)
-    storage = open_storage(config.storage_url, stale_trial_callback=requeue_stale)
-    lock = StudyLock(config.storage_url, config.study_name)
-    with lock:
-        # A resumed search continues the sampler's stream instead of replaying it (the same seed
-        # would propose the genomes it proposed before the interruption again), and drivers
-        # that start together on one study get streams of their own.
-        study = open_search_study(storage, config, selection, context, reference, "standalone")
-        starts = int(study.user_attrs.get("driver_starts", 0))
-        study.set_user_attr("driver_starts", starts + 1)
-        study.sampler = make_sampler(config.sampler, config.seed + len(study.get_trials(deepcopy=False))
-                                     + DRIVER_SEED_STRIDE * starts, config.budget, None)
-        closed = close_interrupted(study, storage)
-        finished = finished_count(study)
-        paper = pending_paper_configurations(study.get_trials(deepcopy=False), config.space) if config.paper_seeds else []
-    if closed:
-        print(f"closed {len(closed)} interrupted trial(s) ({', '.join(map(str, closed))}) as FAIL; "
-              f"their trainings run again", file=sys.stderr)
-    if paper and finished < config.budget:
-        print(f"{len(paper)} paper configuration(s) train first", file=sys.stderr)
-    if finished >= config.budget:
-        print(f"budget already met: study {config.study_name!r} holds {finished} finished trials "
-              f"(budget {config.budget})", file=sys.stderr)
-        lock.close()
-        return study
-
-    ledger = Ledger(config.seed, config.repeats, selection)
-    trial_attrs = {"fidelity": config.fidelity.name, "dataset": str(config.data)}
-    scheduler = MultiObjectiveSuccessiveHalving(selection, config.fidelity.epochs, config.early_stop_grace,
-                                                config.early_stop_eta) if config.early_stop else None
-    searcher = StudySearcher(study, storage, lock, config.space, config.budget, context, ledger,
-                             trial_attrs, config.limits, config.paper_seeds, scheduler)
-    progress = ProgressLine(searcher, config.budget)
-    settings = TrialSettings(config.data, config.fidelity, config.val_fraction, selection.trained.metric)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings, trainer=trainer),
-                                    config.resources)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                    metric=selection.trained.metric,
-                                    mode="max", max_concurrent_trials=config.concurrency, reuse_actors=True),
-        run_config=tune.RunConfig(name=config.study_name, storage_path=str((config.study_dir / "ray").resolve()),
-                                  verbose=0, callbacks=[progress], failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    try:
-        tuner.fit()
-    finally:
-        held = searcher.close_all(INTERRUPTED)
-        if held:
-            print(f"\nstopped: {held} trial(s) still running were closed as FAIL 'interrupted' and enqueued "
-                  f"again; run the same command to continue", file=sys.stderr)
-        lock.close()
-    return study

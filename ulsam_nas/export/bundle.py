@@ -1,0 +1,95 @@
+"""The export folder, written and verified as one bundle (``export``): ``model.py`` (imports only
+torch; ``build()`` makes the network, ``source.py``), ``weights.safetensors`` when weights are
+given, ``model.ts`` (TorchScript), ``model.pt2`` (torch.export), ``model.onnx`` when the onnx
+extra is installed, ``README.md`` and ``arch.json`` (genome, costs, objectives, the verification's
+differences, SHA-256 of every file). Every format is verified in a clean interpreter
+(``verify.py``) before the README and arch.json are written; on any failure, what this export
+wrote is removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..cost import count_cost
+from .architecture import Architecture, check_weights
+from .source import model_description, model_source, readme_text
+from .verify import check_agreement, verify
+
+FORMATS = ("source", "torchscript", "export", "onnx")
+
+
+def onnx_available() -> bool:
+    """Whether the onnx extra (onnx, onnxscript, onnxruntime) is installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+def export(arch: Architecture, out_dir: Path, formats: list[str], weights: dict[str, torch.Tensor] | None = None,
+           info: dict | None = None, log=print) -> dict:
+    """Write and verify the export of ``arch`` into ``out_dir`` (which must be empty or new, or
+    holding only files of an earlier export). Returns the arch.json content."""
+    model = arch.build().eval()
+    if weights is not None:
+        check_weights(model, weights)
+        model.load_state_dict(weights)
+    formats = [f for f in formats if f != "onnx" or onnx_available()]
+    genome = arch.genome
+    cost = count_cost(genome, arch.num_classes, arch.width_mult, arch.resolution, channel_multiple=arch.channel_multiple,
+                      proxy=arch.input_size is not None)
+    description = model_description(arch, cost, (info or {}).get("paper_label", ""))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(name: str, action) -> None:
+        path = out_dir / name
+        action(path)
+        written.append(path)
+
+    try:
+        write("model.py", lambda p: p.write_text(model_source(arch, description), encoding="utf-8"))
+        if weights is not None:
+            from safetensors.torch import save_file
+
+            write("weights.safetensors", lambda p: save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                                                             str(p), metadata={"genome": str(genome)}))
+        generator = torch.Generator().manual_seed(0)
+        example = torch.randn(2, 3, arch.resolution, arch.resolution, generator=generator)
+        if "torchscript" in formats:
+            with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export; still asked for
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                write("model.ts", lambda p: torch.jit.save(torch.jit.script(model), str(p)))
+        batch = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}  # any batch size
+        if "export" in formats:
+            write("model.pt2", lambda p: torch.export.save(torch.export.export(model, (example,), dynamic_shapes=batch), str(p)))
+        if "onnx" in formats:
+            with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step
+                write("model.onnx", lambda p: torch.onnx.export(model, (example,), str(p), dynamo=True,
+                                                                dynamic_shapes=batch, external_data=False))
+        log(f"verifying {', '.join(formats)} in a clean interpreter ...")
+        differences = verify(out_dir, [f for f in formats if f != "source"], model, example)
+        check_agreement(differences)
+        readme = readme_text(arch, description, formats, weights is not None)
+        write("README.md", lambda p: p.write_text(readme, encoding="utf-8"))
+        arch_json = {
+            **(info or {}), "genome": str(genome), "notation": genome.notation(), "backbone": genome.backbone,
+            "width_mult": arch.width_mult, "num_classes": arch.num_classes, "resolution": arch.resolution,
+            "channel_multiple": arch.channel_multiple, "proxy_input_size": arch.input_size,
+            "params": cost.params, "macs": cost.macs, "formats": formats,
+            "max_abs_difference": differences, "weights": weights is not None,
+            "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in written},
+        }
+        write("arch.json", lambda p: p.write_text(json.dumps(arch_json, indent=2) + "\n", encoding="utf-8"))
+    except Exception:
+        for path in written:  # remove what this export wrote, and nothing else
+            path.unlink(missing_ok=True)
+        raise
+    return arch_json
