@@ -36,6 +36,27 @@ __all__ = ["INSERT", "postgres_server", "postgres_url", "random_genome", "ray_cl
 
 
 @pytest.fixture(autouse=True, scope="session")
+def one_thread_per_worker():
+    """With several pytest workers (``make test``: two on two cores), each computes on one thread:
+    two workers of two threads each would fight over the cores."""
+    import torch
+
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray instance for every test that runs trials in this process: ``ray.init``
+    costs seconds, so the session shares it (the commands a test runs start their own)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory):
     """Every test (and every command it runs) uses a fresh decoded-image cache."""
     import os

@@ -10,7 +10,6 @@ import zlib
 
 import optuna
 import pytest
-import ray
 from optuna_dashboard import get_note
 from ray import cloudpickle
 
@@ -165,15 +164,11 @@ def seeded_trainer(genome, data, fidelity, seed=0, report=None, device=None, **s
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # see searchers.py
-def test_the_search_publishes_the_front_at_its_end(tmp_path):
+def test_the_search_publishes_the_front_at_its_end(tmp_path, local_ray):
     config = SearchConfig(space=load_space("mv2"), data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE, budget=6,
                           storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="search", study_dir=tmp_path,
                           concurrency=2, paper_seeds=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        study = run_search(config, trainer=seeded_trainer)
-    finally:
-        ray.shutdown()
+    study = run_search(config, trainer=seeded_trainer)
     assert sorted(stored_figures(config.storage_url, "search")) == FIGURE_IDS
     genomes = len(Front.of_study(study).stats)
     assert f"of {genomes} genomes" in get_note(study) and "after 6 complete trials" in get_note(study)

@@ -11,7 +11,6 @@ import zlib
 import optuna
 import pandas as pd
 import pytest
-import ray
 from optuna.trial import TrialState
 from ray import cloudpickle
 
@@ -84,18 +83,14 @@ def fake_trainer(genome, data, fidelity, seed=0, report=None, device=None, evalu
         report(epoch, {"epoch": epoch, "top1": top1, "top5": 99.0, "loss": 1.0, "seconds": 0.01})
 
 
-def test_a_toy_objective_needs_one_registry_entry_and_one_value_source(toy_objective, tmp_path):
+def test_a_toy_objective_needs_one_registry_entry_and_one_value_source(toy_objective, tmp_path, local_ray):
     assert "--max-ulsam_modules" in _parser().format_help()  # the limit flag comes from the registry
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        space = load_space(str(write_space(tmp_path, TINY_LAYERS)))
-        config = SearchConfig(space=space, data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE,
-                              budget=8, storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="toy",
-                              study_dir=tmp_path, concurrency=2, paper_seeds=False, sampler="random", repeats=1,
-                              objectives="top1,ulsam_modules,macs", limits={"ulsam_modules": 1})
-        study = run_search(config, trainer=fake_trainer)
-    finally:
-        ray.shutdown()
+    space = load_space(str(write_space(tmp_path, TINY_LAYERS)))
+    config = SearchConfig(space=space, data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE,
+                          budget=8, storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="toy",
+                          study_dir=tmp_path, concurrency=2, paper_seeds=False, sampler="random", repeats=1,
+                          objectives="top1,ulsam_modules,macs", limits={"ulsam_modules": 1})
+    study = run_search(config, trainer=fake_trainer)
     assert study.metric_names == ["top1", "ulsam_modules", "macs"]
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, *[optuna.study.StudyDirection.MINIMIZE] * 2]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]

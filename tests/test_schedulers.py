@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-import ray
 from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -95,13 +94,6 @@ def test_bad_early_stop_settings_are_one_line_exit_2(tmp_path, args, message):
 
 
 # -- a real run -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 # Costs fall from DOMINATED to CHEAP: (13g4) and (16g4) trade MACs for params, CHEAP has the

@@ -44,11 +44,7 @@ RAISES = "mv2_w1.0(16g4)"
 GIVES_NAN = "mv2_w1.0(17g4)"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def fake_top1(genome: Genome, epoch: int, seed: int = 0) -> float:
