@@ -10,6 +10,9 @@ with a message saying so, instead of stalling CI.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -21,6 +24,10 @@ import pytest
 
 HANG_GUARD_S = 2700.0
 """Seconds after which a command or a wait is taken to have hung: over 10x the slowest loaded-day figure."""
+
+QUICK = "smoke:epochs=1,train_images=320,test_images=100"
+"""The training of tests about what the harness does with trainings (resuming, sharing a study,
+kills), not about what a training learns: one epoch on a fifth of smoke's images."""
 
 
 def child_env(*, drop: str = "RAY_ADDRESS", **extra: str) -> dict[str, str]:
@@ -49,6 +56,21 @@ def run_module(module: str, *args: Any, env: dict[str, str] | None = None, cwd=N
                               env=child_env() if env is None else env, timeout=guard_s)
     except subprocess.TimeoutExpired:
         _hung(" ".join(command[1:]), guard_s)
+
+
+def run_main(module: str, *args: Any) -> subprocess.CompletedProcess:
+    """The command ``python -m module args`` as a call of its ``main`` in this process, its output
+    captured: for bad input refused before Ray starts, where a new interpreter (seconds of
+    imports) would test nothing more. Every command is also run as a real process elsewhere."""
+    package = importlib.import_module(module)
+    command = importlib.import_module(f"{module}.command") if hasattr(package, "__path__") else package
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = command.main([str(arg) for arg in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    return subprocess.CompletedProcess(module_command(module, *args), code, out.getvalue(), err.getvalue())
 
 
 def run_program(command: list[str], *, guard_s: float = HANG_GUARD_S, **kwargs: Any) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from ulsam_nas.calibrate.outputs import summary_lines
 from ulsam_nas.calibrate.panel import make_panel
 from ulsam_nas.models.spaces import load_space
 
-from .commands import run_module, start_module
+from .commands import run_main, run_module, start_module
 from .conftest import kill_once_running
 
 
@@ -119,7 +119,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--fidelities", "smoke", "--reference", "proxy", "--seeds", "0"], "--seeds must be at least 1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
-    result = run_cli(*args, "--study", str(tmp_path / "cal"))
+    result = run_main("ulsam_nas.calibrate", *args, "--study", str(tmp_path / "cal"))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "cal").exists()
 

@@ -10,7 +10,7 @@ from ulsam_nas.train.fidelity import SMOKE
 from ulsam_nas.train.loop import build_proxy
 from ulsam_nas.train.weights import save_weights
 
-from .commands import run_module, run_program
+from .commands import run_main, run_module, run_program
 from .conftest import random_genome
 
 CLEAN_LOAD = r'''
@@ -154,7 +154,7 @@ def test_export_bad_input(study_dir, tmp_path, case, message):
         (out / "keep.txt").write_text("mine")
     elif case == "no-genome":
         args = ["--out", str(out)]
-    result = export_cli(*args)
+    result = run_main("ulsam_nas.export", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     if case == "not-empty":

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from ulsam_nas.analysis.agreement import RankAgreement
 
-from .commands import run_module, start_module, wait_until
+from .commands import run_main, run_module, start_module, wait_until
 from .conftest import write_space
 
 TINY_LAYERS = """
@@ -46,7 +46,7 @@ def test_rank_agreement_warns_when_tau_may_be_zero():
 
 
 def test_a_negative_confirm_panel_is_one_line_exit_2(tmp_path):
-    result = run_module("ulsam_nas.search", "--strategy", "oneshot", "--confirm-panel", "-1", "--study", str(tmp_path / "s"))
+    result = run_main("ulsam_nas.search", "--strategy", "oneshot", "--confirm-panel", "-1", "--study", str(tmp_path / "s"))
     assert result.returncode == 2 and "--confirm-panel must be 0 or more, got -1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
 

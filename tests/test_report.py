@@ -15,7 +15,7 @@ from ulsam_nas.report.history import Reference, hypervolume_history, reference_f
 from ulsam_nas.report.writer import write_report
 from ulsam_nas.studies import write_pointer
 
-from .commands import run_module
+from .commands import run_main, run_module
 from .complexity import growth
 from .conftest import free_port
 
@@ -189,7 +189,7 @@ def test_report_and_dashboard_bad_input(tmp_path, case, message):
         optuna.create_study(storage=url, study_name="x", directions=["maximize", "minimize", "minimize"])
     modules = ["ulsam_nas.report"] + (["ulsam_nas.dashboard"] if case != "empty" else [])
     for module in modules:
-        result = run_module(module, "--study", str(folder), "--port", str(free_port())) if module.endswith("dashboard") \
-            else run_module(module, "--study", str(folder))
+        result = run_main(module, "--study", str(folder), "--port", str(free_port())) if module.endswith("dashboard") \
+            else run_main(module, "--study", str(folder))
         assert result.returncode == 2, (module, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

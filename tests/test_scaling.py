@@ -3,7 +3,7 @@ PostgreSQL study (a real server: ``tests/services.py``); Optuna's heartbeat clos
 a driver that went silent on another host; and a driver joining a Ray cluster started with
 ``ray start --head`` and Ray's defaults (token authentication).
 
-The drivers run the real command with real smoke training; what is under test is that the
+The drivers run the real command with real (quick) training; what is under test is that the
 study, not a driver's memory, decides what is trained: no (genome, seed) twice, each paper
 configuration once, exactly ``--budget`` finished trials, nothing finished lost to a kill -9.
 """
@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ulsam_nas.search.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.studies import open_storage
 
-from .commands import child_env, finish, run_module, run_program, wait_until
+from .commands import QUICK, child_env, finish, run_module, run_program, wait_until
 from .conftest import write_space
 from .services import libpq_url
 
@@ -31,9 +31,9 @@ STUDY = "shared"
 
 
 def start_driver(storage: str, folder: Path, *args: str) -> subprocess.Popen:
-    """``python -m ulsam_nas.search`` on the shared study, one training at a time (2 cores)."""
+    """``python -m ulsam_nas.search`` on the shared study, one quick training at a time (2 cores)."""
     command = [sys.executable, "-m", "ulsam_nas.search", "--storage", storage, "--study-name", STUDY,
-               "--study", str(folder), "--fidelity", "smoke", "--concurrency", "1", *args]
+               "--study", str(folder), "--fidelity", QUICK, "--concurrency", "1", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
 
 
@@ -186,7 +186,7 @@ def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
 
 def test_search_joins_a_cluster_started_with_ray_defaults(ray_cluster, tmp_path):
     address, home, log = ray_cluster
-    args = ["--address", address, "--budget", "2", "--fidelity", "smoke", "--study", str(tmp_path / "study")]
+    args = ["--address", address, "--budget", "2", "--fidelity", QUICK, "--study", str(tmp_path / "study")]
     joined = run_module("ulsam_nas.search", *args, env=child_env(drop="RAY_", HOME=str(home)))
     assert "Token authentication is enabled" in log.read_text()  # Ray's defaults, with a token in ~/.ray
     assert joined.returncode == 0, joined.stderr[-3000:]

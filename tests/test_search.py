@@ -1,9 +1,9 @@
 """The search harness on a real local Ray and a real SQLite study.
 
-Most tests drive ``run_search`` in this process (one Ray instance for the module) with scripted
+Most tests drive ``run_search`` in this process (the session's one Ray instance) with scripted
 trainers: the harness is what is under test, and a trainer that raises, returns NaN or runs
 slowly on purpose is how those cases arise on demand. The resume test runs the real command
-with real smoke training and kills it with SIGKILL.
+with real (quick) training and kills it with SIGKILL.
 """
 
 import subprocess
@@ -11,6 +11,7 @@ import sys
 import time
 import zlib
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +36,7 @@ from ulsam_nas.studies import open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
 from . import layouts
-from .commands import run_module, start_module
+from .commands import QUICK, run_main, run_module, start_module
 from .conftest import kill_once_running
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
@@ -240,10 +241,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_killed_search_resumes_to_its_budget(tmp_path):
-    """Real smoke training, kill -9 while repeats run, then resume: no (genome, seed) is trained
+    """Real (quick) training, kill -9 while repeats run, then resume: no (genome, seed) is trained
     twice or lost, and the repeats still reach K."""
     study_dir = tmp_path / "study"
-    args = ["--space", "mv2", "--budget", "6", "--repeats", "3", "--seed", "2", "--no-paper-seeds", "--study", str(study_dir)]
+    args = ["--space", "mv2", "--budget", "6", "--repeats", "3", "--seed", "2", "--no-paper-seeds", "--fidelity", QUICK,
+            "--study", str(study_dir)]
     driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{study_dir / 'study.db'}"
     states = kill_once_running(driver, study_dir / "study.db")
@@ -328,7 +330,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
         return text
 
     study_dir = tmp_path / "study"
-    result = run_cli(*[fill(a) for a in args], "--study", str(study_dir))
+    # Refusals that need Ray run as a real process (it starts Ray); the others are refused first.
+    run = run_cli if args[0] in ("--address", "--gpus-per-trial") else partial(run_main, "ulsam_nas.search")
+    result = run(*[fill(a) for a in args], "--study", str(study_dir))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and fill(message) in lines[-1], result.stderr
@@ -342,7 +346,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
 def test_bad_cpus_per_trial_is_one_line_exit_2_in_both_commands(tmp_path, module, args, value):
     """Both commands take the Ray resource flags from ``cli.add_resource_flags``: a CPU share that
     is 0 or not a number is refused while the flags are parsed, before Ray starts or anything trains."""
-    result = run_module(module, *args, "--cpus-per-trial", value, "--study", str(tmp_path / "study"))
+    result = run_main(module, *args, "--cpus-per-trial", value, "--study", str(tmp_path / "study"))
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: argument --cpus-per-trial: must be a finite number above 0, got {value!r} (see python -m {module} --help)"]
