@@ -13,10 +13,10 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-# Two pytest workers, whole files each (a file's module fixtures are built once): most tests wait
-# on child processes (commands, Ray, PostgreSQL) as much as they compute.
+# Three pytest workers on two cores, whole files each (a file's module fixtures are built once):
+# most tests wait on child processes (commands, Ray, PostgreSQL) as much as they compute.
 test: $(INSTALLED)
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 3 --dist loadfile --durations=15
 
 demo: $(INSTALLED)
 	$(PY) -m ulsam_nas.search --space mv2 --budget 200

@@ -37,8 +37,8 @@ __all__ = ["INSERT", "postgres_server", "postgres_url", "random_genome", "ray_cl
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread_per_worker():
-    """With several pytest workers (``make test``: two on two cores), each computes on one thread:
-    two workers of two threads each would fight over the cores."""
+    """With several pytest workers (``make test``: three on two cores), each computes on one thread:
+    workers of two threads each would fight over the cores."""
     import torch
 
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:

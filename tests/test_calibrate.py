@@ -17,7 +17,7 @@ from ulsam_nas.calibrate.outputs import summary_lines
 from ulsam_nas.calibrate.panel import make_panel
 from ulsam_nas.models.spaces import load_space
 
-from .commands import run_main, run_module, start_module
+from .commands import QUICK, run_main, run_module, start_module
 from .conftest import kill_once_running
 
 
@@ -166,7 +166,7 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
 
 def test_a_oneshot_candidate_is_measured_like_any_proxy(tmp_path):
     folder = tmp_path / "cal"
-    result = run_cli("--space", "mv2", "--fidelities", "oneshot:smoke:epochs=1", "--reference", "smoke:epochs=1",
+    result = run_cli("--space", "mv2", "--fidelities", "oneshot:smoke:epochs=1", "--reference", QUICK,
                      "--seeds", "1", "--panel", "random:4", "--study", str(folder))
     assert result.returncode == 0, result.stderr
     assert "oneshot:smoke:epochs=1: training the supernet with seed 0, then scoring 4 genomes" in result.stderr
