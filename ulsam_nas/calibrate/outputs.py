@@ -1,7 +1,7 @@
 """What a calibration says: the summary printed on the console (the reference, a row per
 candidate with the yardsticks its τ is read against, the verdict), and the files it writes into
 the study folder, ``calibration.json`` and an offline ``calibration.html`` (τ and ρ against the
-cost of a training, with their intervals, and the table).
+cost of a training, with their intervals, and the table), its text escaped (``report/escaping.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..report.escaping import fill, plotly_text
 from .figures import SEARCH_TRAININGS, Calibration, FidelityFigures
 
 
@@ -100,7 +101,8 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
                                           ("Spearman ρ", "rho", "rho_interval", "diamond")):
         figure.add_scatter(
             x=[f.seconds_per_training for f in rows], y=[getattr(f, value) for f in rows], mode="markers+text",
-            name=name, text=[f.fidelity for f in rows], textposition="top center", marker={"symbol": symbol, "size": 10},
+            name=name, text=[plotly_text(f.fidelity) for f in rows], textposition="top center",
+            marker={"symbol": symbol, "size": 10},
             error_y={"type": "data", "symmetric": False,
                      "array": [getattr(f, interval)[1] - getattr(f, value) for f in rows],
                      "arrayminus": [getattr(f, value) - getattr(f, interval)[0] for f in rows]})
@@ -112,7 +114,8 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
         figure.add_scatter(x=[x for x, _ in marks], y=[c.value for _, c in marks], mode="markers", name=name,
                            marker={"symbol": symbol, "size": 14, "line": {"width": 2}})
     figure.add_hline(y=result.min_tau, line_dash="dash", annotation_text=f"--min-tau {result.min_tau}")
-    figure.update_layout(title=f"Rank agreement with {result.reference.fidelity} against cost (90% bootstrap intervals)",
+    figure.update_layout(title=plotly_text(f"Rank agreement with {result.reference.fidelity} against cost "
+                                           "(90% bootstrap intervals)"),
                          xaxis_title="seconds per training", yaxis_title="rank correlation", xaxis_type="log",
                          template="plotly_white", height=520)
     import pandas as pd
@@ -124,14 +127,15 @@ def write_outputs(result: Calibration, out_dir: Path, title: str) -> list[Path]:
              "top-5 overlap": None if f.top5_overlap is None else f"{f.top5_overlap:.0%}",
              **_yardstick_columns(f)}
             for f in [*result.candidates, result.reference]]
-    table = (pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-")
-             + "".join(f"<p>{line}</p>" for line in reference_lines(result.reference))
-             + "".join(f"<p><b>{line}</b></p>" for line in verdict_lines(result)))
+    table = (pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-")  # cells escaped
+             + "".join(fill("<p>{line}</p>", line=line) for line in reference_lines(result.reference))
+             + "".join(fill("<p><b>{line}</b></p>", line=line) for line in verdict_lines(result)))
     html_path.write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Fidelity calibration</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>"
-        f"<h1>Fidelity calibration: {title}</h1><p>Top-1 on the validation split; every figure is over the panel's "
-        "genomes, means over seeds.</p>" + figure.to_html(full_html=False, include_plotlyjs=True)
+        + fill("<h1>Fidelity calibration: {title}</h1>", title=title)
+        + "<p>Top-1 on the validation split; every figure is over the panel's genomes, means over seeds.</p>"
+        + figure.to_html(full_html=False, include_plotlyjs=True)
         + table + "</body></html>", encoding="utf-8")
     return [json_path, html_path]

@@ -4,7 +4,8 @@ README (``model_description``), and the ``README.md`` that shows how to run it
 (``readme_text``). The block classes in ``model.py`` are the package's own, copied by
 ``inspect.getsource``, so the export cannot drift from what was searched and trained; the
 state-dict names are the same, so weights saved by ``python -m ulsam_nas.train --save`` load
-into ``build()``.
+into ``build()``. The description carries text from a study (the paper label): it enters the
+source only as an escaped literal (``docstring_literal``), so no label can end the docstring.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ LOADERS = {"torchscript": '`torch.jit.load("model.ts")`', "export": '`torch.expo
            "onnx": '`onnxruntime.InferenceSession("model.onnx")`'}
 
 
+def docstring_literal(text: str) -> str:
+    """A triple-quoted literal whose value is ``text`` exactly: each line escaped as ``repr`` escapes
+    it (backslashes, control characters), every ``"`` escaped too, newlines kept for reading."""
+    return '"""' + "\n".join(repr(line)[1:-1].replace('"', '\\"') for line in text.split("\n")) + '"""'
+
+
 def model_source(arch: Architecture, description: str) -> str:
     """A self-contained module (imports only torch) that builds ``arch``."""
     backbone = get_backbone(arch.genome.backbone)
@@ -53,8 +60,8 @@ def model_source(arch: Architecture, description: str) -> str:
     helpers = [ulsam.check_groups, ulsam.check_variant, ulsam.conv_unit, ulsam.ULSAM, layers.ConvBNAct,
                *backbone.block_classes]
     pieces = [
-        f'"""{description}\n\nStandalone: imports only torch. `build()` returns the network (eval() it for inference);\n'
-        f'weights.safetensors, when present, loads into it with load_state_dict.\n"""',
+        docstring_literal(f"{description}\n\nStandalone: imports only torch. `build()` returns the network (eval() it for "
+                          "inference);\nweights.safetensors, when present, loads into it with load_state_dict.\n"),
         "from __future__ import annotations\n\nfrom collections import OrderedDict\n\nimport torch\n"
         "import torch.nn.functional as F\nfrom torch import nn",
         f"NUM_CLASSES = {arch.num_classes}\nINPUT_SIZE = {arch.resolution}\nVARIANTS = {ulsam.VARIANTS!r}\n"

@@ -2,13 +2,15 @@
 intervals of the mean, the front beyond seed noise highlighted and the paper configurations and
 the vanilla backbone marked and labelled as the paper writes them (``front_figure``, also what
 ``publish.py`` stores for optuna-dashboard); and the hypervolume history (``hypervolume_figure``).
-Plotly is imported only when a figure is drawn.
+Plotly is imported only when a figure is drawn. plotly.js reads tags in a figure's text, so every
+text from the study goes in through ``escaping.plotly_text``.
 """
 
 from __future__ import annotations
 
 from ..analysis.front import Front, GenomeStats
 from ..analysis.objectives import Objective
+from .escaping import plotly_text
 from .history import Reference
 from .wording import costs_text, genome_name, seed_spread
 
@@ -31,8 +33,9 @@ def front_figure(front: Front, verdicts: dict[str, str], objective: Objective, t
 
     def hover(s: GenomeStats) -> str:
         interval = f"95% CI ± {s.ci95(front.noise):.2f}" if front.noise.measured else "σ not measured"
-        return (f"{genome_name(s)}<br>validation top-1 {seed_spread(s.scores)} ({interval}; shrunk {front.estimate(s):.2f})<br>"
-                f"{costs_text(front, s)}<br>{verdicts[s.genome]}")
+        lines = [genome_name(s), f"validation top-1 {seed_spread(s.scores)} ({interval}; shrunk {front.estimate(s):.2f})",
+                 costs_text(front, s), verdicts[s.genome]]
+        return "<br>".join(map(plotly_text, lines))
 
     def add(stats: list[GenomeStats], **style) -> None:
         figure.add_scatter(x=[s.costs[index] / objective.scale for s in stats], y=[s.mean for s in stats],
@@ -51,15 +54,15 @@ def front_figure(front: Front, verdicts: dict[str, str], objective: Objective, t
     paper = [s for s in front.stats if s.label]
     vanilla = [s for s in paper if s.genome.endswith("()")]
     labelled = [s for s in paper if s not in vanilla]
-    add(labelled, mode="markers+text", name="paper configurations", text=[_paper_label(s.label) for s in labelled],
+    add(labelled, mode="markers+text", name="paper configurations", text=[plotly_text(_paper_label(s.label)) for s in labelled],
         marker={"symbol": "diamond-open", "size": 13, "color": "#1f6feb", "line": {"width": 2}},
         textposition="top left", textfont={"size": 9})
-    add(vanilla, mode="markers+text", name="vanilla backbone", text=[_paper_label(s.label) for s in vanilla],
+    add(vanilla, mode="markers+text", name="vanilla backbone", text=[plotly_text(_paper_label(s.label)) for s in vanilla],
         textposition="bottom center", marker={"symbol": "star", "size": 15, "color": "#111"})
     figure.update_layout(
-        title=f"{title}<br><sub>one point per genome at its mean validation top-1; error bars: 95% CI of the mean over "
-              f"seeds; n=seeds where more than one</sub>",
-        xaxis_title=f"{objective.label} ({objective.unit.strip() or objective.name})",
+        title=plotly_text(title) + "<br><sub>one point per genome at its mean validation top-1; error bars: 95% CI of the "
+                                   "mean over seeds; n=seeds where more than one</sub>",
+        xaxis_title=plotly_text(f"{objective.label} ({objective.unit.strip() or objective.name})"),
         yaxis_title="validation top-1 (%), mean over seeds",
         template="plotly_white", height=600, legend={"orientation": "h", "y": -0.15})
     return figure
@@ -71,7 +74,7 @@ def hypervolume_figure(history: list[tuple[int, float]], reference: Reference):
 
     figure = go.Figure(go.Scatter(x=[n for n, _ in history], y=[v for _, v in history], mode="lines",
                                   line={"shape": "hv"}))
-    figure.update_layout(title=f"Hypervolume history of the genomes' mean top-1 ({reference.describe()})",
+    figure.update_layout(title=plotly_text(f"Hypervolume history of the genomes' mean top-1 ({reference.describe()})"),
                          xaxis_title="trial", yaxis_title="hypervolume (share of the reference box)",
                          template="plotly_white", height=420)
     return figure

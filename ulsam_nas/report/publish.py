@@ -26,6 +26,7 @@ import optuna
 
 from ..analysis.front import Front, paper_status
 from ..analysis.objectives import Objective
+from .escaping import markdown_text
 from .figures import front_figure
 
 PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
@@ -54,7 +55,8 @@ def front_note(study: optuna.Study, front: Front) -> str:
     unfinished = [s.label for s in statuses if s.stats is None]
     if unfinished:
         groups.append(("not trained to completion yet", unfinished))
-    paper = "; ".join(f"{len(named)} {name}" + (f" ({', '.join(named)})" if named else "") for name, named in groups)
+    paper = "; ".join(f"{len(named)} {name}" + (f" ({', '.join(map(markdown_text, named))})" if named else "")
+                      for name, named in groups)
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     return "\n".join([
         "### The front over seeds",

@@ -18,6 +18,8 @@ hypervolume, the knee, where each paper configuration sits, the test figures.
 
 Every figure, column and sentence follows the study's objectives (``objectives.Selection``):
 one figure of mean top-1 per cost (MACs, params, latency, ...), one column per objective.
+Text from the study (its name, genomes, paper labels, verdicts) is data: escaped in the HTML and
+the figures, and kept from running as a formula in the CSV files (``escaping.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pandas as pd
 from ..analysis.agreement import agreement_of
 from ..analysis.front import Front, GenomeStats, SeedNoise, genomes_table, paper_status
 from ..analysis.picks import knee
+from .escaping import fill, write_csv
 from .figures import front_figure, hypervolume_figure
 from .history import Reference, hypervolume_history, reference_for
 from .tables import final_rows, final_tests, genomes_with_tests, oneshot_table, trials_frame
@@ -89,9 +92,9 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
 
     genomes = genomes_with_tests(genomes_table(front), tests)
     pareto = genomes.set_index("genome").loc[[m.genome for m in front.members]].reset_index()
-    trials_frame(study).to_csv(out_dir / "trials.csv", index=False)
-    genomes.to_csv(out_dir / "genomes.csv", index=False)
-    pareto.to_csv(out_dir / "pareto.csv", index=False)
+    write_csv(trials_frame(study), out_dir / "trials.csv")
+    write_csv(genomes, out_dir / "genomes.csv")
+    write_csv(pareto, out_dir / "pareto.csv")
 
     verdicts = dict(zip(genomes["genome"], genomes["verdict"]))
     target = study.user_attrs.get("latency_target", "")
@@ -101,39 +104,43 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     retrained = final_rows(front, tests)
     final_lines = [r["genome"] + (f" ({r['label']})" if r["label"] else "")
                    + f": validation {r['validation top-1']}; test {r['test top-1']}" for r in retrained]
-    table = {"index": False, "float_format": lambda v: f"{v:.3f}", "na_rep": ""}
+    table = {"index": False, "float_format": lambda v: f"{v:.3f}", "na_rep": ""}  # pandas escapes the cells
     split = ("every top-1 figure is measured on the validation split, held out from the training images"
              + (f", except in the section “{FINAL_SECTION}”." if tests else "."))
     parts = [
-        f"<h1>ULSAM placement search: {study.study_name}</h1>",
-        f"<p><strong>{front.noise.describe()}</strong>; {split}</p>",
-        f"<p><strong>{front.signal.verdict(front.noise)}</strong>. Means named as winners (the front's order, the knee, "
-        "the picks) are shrunk toward the study's mean by that between-genome std (empirical Bayes), so the best of "
-        "many noisy means does not carry its luck.</p>",
-        f"<p>{len(trials)} trials ({complete} complete) over {len(front.stats)} genomes; front beyond seed noise: "
-        f"{len(front.members)}; hypervolume of the mean top-1 {history[-1][1]:.4f}. "
-        f"Knee: <code>{genome_name(chosen)}</code>.</p>",
+        fill("<h1>ULSAM placement search: {name}</h1>", name=study.study_name),
+        fill("<p><strong>{noise}</strong>; {split}</p>", noise=front.noise.describe(), split=split),
+        fill("<p><strong>{signal}</strong>. Means named as winners (the front's order, the knee, the picks) are shrunk "
+             "toward the study's mean by that between-genome std (empirical Bayes), so the best of many noisy means does "
+             "not carry its luck.</p>", signal=front.signal.verdict(front.noise)),
+        fill("<p>{trials} trials ({complete} complete) over {genomes} genomes; front beyond seed noise: {members}; "
+             "hypervolume of the mean top-1 {volume:.4f}. Knee: <code>{knee}</code>.</p>", trials=len(trials),
+             complete=complete, genomes=len(front.stats), members=len(front.members), volume=history[-1][1],
+             knee=genome_name(chosen)),
         *(front_figure(front, verdicts, o, f"top-1 vs {o.label}" + (f" on {target}" if o.name == "latency" else ""))
           .to_html(full_html=False, include_plotlyjs=i == 0) for i, o in enumerate(front.selection.computed)),
         hypervolume_figure(history, reference).to_html(full_html=False, include_plotlyjs=False),
-        "<h2>Pareto front beyond seed noise</h2><p>Every genome that no genome clearly dominates: at no worse cost "
-        f"({tolerances}) and a mean top-1 higher by more than a simultaneous bound, t(1 - 0.05/m) standard errors with "
-        "the pooled σ, m the genomes of no worse cost, so that a genome is wrongly called dominated with a chance of at "
-        "most 5%. All genomes: <code>genomes.csv</code>.</p>",
+        fill("<h2>Pareto front beyond seed noise</h2><p>Every genome that no genome clearly dominates: at no worse cost "
+             "({tolerances}) and a mean top-1 higher by more than a simultaneous bound, t(1 - 0.05/m) standard errors "
+             "with the pooled σ, m the genomes of no worse cost, so that a genome is wrongly called dominated with a "
+             "chance of at most 5%. All genomes: <code>genomes.csv</code>.</p>", tolerances=tolerances),
         pareto.to_html(**table),
         "<h2>Picks</h2><p>What <code>python -m ulsam_nas.export --trial RULE</code> takes:</p><ul>"
-        + "".join(f"<li><code>{rule}</code>: <code>{genome_name(s)}</code>, validation top-1 {front.estimate(s):.2f}% shrunk "
-                  f"({seed_spread(s.scores)})</li>"
+        + "".join(fill("<li><code>{rule}</code>: <code>{genome}</code>, validation top-1 {estimate:.2f}% shrunk "
+                       "({spread})</li>", rule=rule, genome=genome_name(s), estimate=front.estimate(s),
+                       spread=seed_spread(s.scores))
                   for rule, s in (("knee", chosen), ("max-top1", front.members[0]))) + "</ul>",
-        "<h2>The paper's configurations</h2><ul>" + "".join(f"<li>{s.describe()}</li>" for s in statuses) + "</ul>",
+        "<h2>The paper's configurations</h2><ul>"
+        + "".join(fill("<li>{status}</li>", status=s.describe()) for s in statuses) + "</ul>",
     ]
     agreement = agreement_of(study)
     if agreement is not None:
         parts += ["<h2>One-shot scores against standalone training</h2><p>"
-                  + "<br>".join(agreement.lines()) + "</p><p>Every genome trained standalone (the confirmed top of the "
-                  "one-shot ranking and the paper configurations): its one-shot score, validation top-1 of its path in the "
-                  "supernet with inherited weights, beside its standalone mean. The front, the picks and export use the "
-                  "standalone values only.</p>", oneshot_table(front, agreement).to_html(**table)]
+                  + "<br>".join(fill("{line}", line=line) for line in agreement.lines()) + "</p><p>Every genome trained "
+                  "standalone (the confirmed top of the one-shot ranking and the paper configurations): its one-shot "
+                  "score, validation top-1 of its path in the supernet with inherited weights, beside its standalone "
+                  "mean. The front, the picks and export use the standalone values only.</p>",
+                  oneshot_table(front, agreement).to_html(**table)]
     if tests:
         parts += [f"<h2>{FINAL_SECTION}</h2><p>The chosen genomes retrained on train+val with their seeds and "
                   "evaluated once on the test split, beside their validation figures from the search.</p>",
