@@ -46,6 +46,26 @@ def test_the_decoded_images_are_the_files_resized(tmp_path):
     assert data.images[0, :, 8, 8].tolist() == [200, 30, 10]
 
 
+def test_a_folder_walk_stays_in_its_tree_and_lists_each_file_once(tmp_path, caplog):
+    # torchvision's ImageFolder follows every link: a loop like this one listed 656 files for 16 on disk.
+    real = layouts.folder(tmp_path / "real")
+    layouts.jpeg(tmp_path / "elsewhere" / "secret.jpg", 99)
+    train = real / "train"
+    (train / "alpha" / "loop").symlink_to("..")  # a folder link to its parent's parent
+    (train / "beta" / "out").symlink_to(tmp_path / "elsewhere")  # out of the tree
+    (train / "gamma" / "again.jpg").symlink_to(train / "alpha" / "1.jpg")  # a second path to a file
+    (train / "gamma" / "dangling.jpg").symlink_to("nowhere.jpg")
+    (tmp_path / "root").symlink_to(real)  # the root itself may be a link
+    on_disk = sorted(p for p in train.rglob("*.jpg") if not p.is_symlink())
+    with caplog.at_level(logging.WARNING):
+        data = load_images(f"folder:{tmp_path / 'root'}", "train", 16)
+    assert len(data) == len(on_disk) == 9
+    assert sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    skipped = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
+    assert skipped == [f"folder:{tmp_path / 'root'} train: skipped 4 symbolic link(s) that leave the folder, loop or "
+                       f"repeat a file"]
+
+
 def test_synthetic_is_deterministic_balanced_and_split():
     a_images, a_labels = synthetic.generate("train", 24)
     b_images, b_labels = synthetic.generate("train", 24)
@@ -174,6 +194,17 @@ def _dogs_empty_class(root):
         layouts.jpeg(root / "Images" / name, 1)
 
 
+def _folder_val_linked_out(root):
+    shutil.move(root / "val", root.parent / "val")
+    (root / "val").symlink_to(root.parent / "val")
+
+
+def _cub_path_out_of_root(root):
+    layouts.jpeg(root.parent / "outside.jpg", 1)
+    lines = (root / "images.txt").read_text().splitlines()
+    (root / "images.txt").write_text("\n".join(["1 ../../outside.jpg", *lines[1:]]) + "\n")
+
+
 BAD_DATA = [
     # layout, how to break it, the message
     ("food101", "missing-root", "food101: root {root}/nowhere does not exist"),
@@ -196,6 +227,8 @@ BAD_DATA = [
     ("folder", lambda r: shutil.rmtree(r / "val"), "folder: missing folder {root}/val"),
     ("folder", lambda r: (r / "train" / "delta").mkdir(), "folder: class 'delta' has no images in {root}/train"),
     ("folder", lambda r: [shutil.rmtree(p) for p in (r / "train").iterdir()], "folder: no class folders in {root}/train"),
+    ("folder", _folder_val_linked_out, "folder: {root}/val is a symbolic link out of {root}"),
+    ("cub200", _cub_path_out_of_root, "cub200: {root}/images.txt names {root}/images/../../outside.jpg, which is outside {root}"),
 ]
 
 

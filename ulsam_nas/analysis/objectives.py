@@ -20,7 +20,9 @@ its objectives. Adding an objective is one ``register`` call with its value sour
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -29,6 +31,7 @@ from ..cost import count_cost
 from ..models.genome import Genome
 
 REFERENCE_FACTOR = 1.25  # the hypervolume's reference point: 1.25 x the vanilla backbone's costs
+MAX_CLASSES = 100_000  # a class count a study may hold (ImageNet-21k has 21,841)
 DEFAULT = "top1,macs,params"
 # Trial user attributes and training results the harness writes itself: no objective may take these names.
 RESERVED = frozenset({"genome", "seed", "driver", "fidelity", "dataset", "failure", "infeasible", "paper_label",
@@ -171,12 +174,22 @@ class Selection:
     @classmethod
     def of_study(cls, study) -> Selection:
         """The selection a study was searched with: its stored specs, or (a study from before
-        objectives were stored) the registry's entries of its metric names."""
-        tolerance = float(study.user_attrs.get("cost_tolerance", 0.01))
+        objectives were stored) the registry's entries of its metric names. A received study is
+        data: what it stores is checked (ValueError naming the attribute), so that a crafted value
+        is refused here, not met as a traceback deep in a report or an export."""
+        tolerance = study.user_attrs.get("cost_tolerance", 0.01)
+        if not _finite(tolerance) or not 0 <= tolerance < 0.5:
+            raise ValueError(f"the study's cost_tolerance: expected a number in [0, 0.5), got {reprlib.repr(tolerance)}")
         specs = study.user_attrs.get("objective_specs")
         if specs:  # read back without value sources: none is needed to read a study
-            return cls(tuple(Objective(**spec) for spec in specs), tolerance)
-        return cls.parse(",".join(study.metric_names or DEFAULT.split(",")), tolerance)
+            selection = cls(stored_objectives(specs), tolerance)
+        else:
+            selection = cls.parse(",".join(study.metric_names or DEFAULT.split(",")), tolerance)
+        directions = [direction.name.lower() for direction in study.directions]
+        if selection.directions != directions:
+            raise ValueError(f"the study's objectives {', '.join(selection.names)} are to "
+                             f"{', '.join(selection.directions)}, but its values are to {', '.join(directions)}")
+        return selection
 
     def specs(self, reference: dict[str, float]) -> list[dict[str, Any]]:
         """What the study stores: every objective with its tolerance and reference resolved."""
@@ -238,6 +251,63 @@ class Selection:
                 vanilla = Genome(context.space.backbone, (), max(context.space.width_mults))
                 point[o.name] = REFERENCE_FACTOR * o.compute(vanilla, context)
         return point
+
+
+# What each field of a stored objective spec may hold, as (what it must be, test).
+STORED_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": ("text", lambda v: isinstance(v, str)),
+    "direction": ("text", lambda v: isinstance(v, str)),
+    "label": ("text", lambda v: isinstance(v, str)),
+    "unit": ("text", lambda v: isinstance(v, str)),
+    "scale": ("a finite number above 0", lambda v: _finite(v) and v > 0),
+    "digits": ("a whole number from 0 to 12", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 12),
+    "metric": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "tolerance": ("null or a number in [0, 1)", lambda v: v is None or _finite(v) and 0 <= v < 1),
+    "ideal": ("a finite number", lambda v: _finite(v)),
+    "reference": ("a finite number", lambda v: _finite(v)),
+}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def stored_objectives(specs: Any) -> tuple[Objective, ...]:
+    """The objectives a study stores (``Selection.specs``), every field checked: a list of
+    objectives with distinct names, one of them a maximised training metric."""
+    if not isinstance(specs, list):
+        raise ValueError(f"the study's objective_specs: expected a list, got {reprlib.repr(specs)}")
+    objectives = tuple(stored_objective(spec, f"the study's objective_specs[{i}]") for i, spec in enumerate(specs))
+    names = [o.name for o in objectives]
+    trained = [o for o in objectives if o.trained]
+    if len(set(names)) != len(names) or len(trained) != 1 or trained[0].direction != "maximize" or len(names) < 2:
+        raise ValueError(f"the study's objective_specs ({', '.join(names)}): expected distinct objectives, exactly one "
+                         f"of them a maximised training metric, and at least one cost")
+    return objectives
+
+
+def stored_objective(spec: Any, where: str) -> Objective:
+    """One stored objective spec as an Objective; ValueError naming ``where`` and the field."""
+    if not isinstance(spec, dict) or set(spec) != set(STORED_FIELDS):
+        raise ValueError(f"{where}: expected the fields {', '.join(STORED_FIELDS)}, got {reprlib.repr(spec)}")
+    for key, (wanted, test) in STORED_FIELDS.items():
+        if not test(spec[key]):
+            raise ValueError(f"{where}.{key}: expected {wanted}, got {reprlib.repr(spec[key])}")
+    if spec["reference"] == spec["ideal"]:
+        raise ValueError(f"{where}: the reference {spec['reference']!r} equals the ideal value (it divides by their difference)")
+    try:
+        return Objective(**spec)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def study_num_classes(study) -> int:
+    """The class count a study's costs were computed with (``num_classes``; ImageNet's 1000 for a
+    study without one), checked: a crafted 10^12 would otherwise build a classifier that size."""
+    value = study.user_attrs.get("num_classes", 1000)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
+        raise ValueError(f"the study's num_classes: expected a whole number from 1 to {MAX_CLASSES}, got {reprlib.repr(value)}")
+    return value
 
 
 def parse_limit(objective: Objective, text: str) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import synthetic
 from .cache import ImageTensors, cache_key, cached, decode_all
-from .layouts import READERS, SPLITS, DataError
+from .layouts import READERS, SPLITS, DataError, ImageList
 
 log = logging.getLogger(__name__)
 NAMES = ("synthetic", *READERS)
@@ -86,7 +86,7 @@ def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTenso
         return cached(spec.name, split, resolution, key, build_synthetic)
 
     # The split's file list, read at most once and only when needed.
-    listed = functools.cache(lambda: READERS[spec.name](spec.root, split))
+    listed = functools.cache(lambda: warn_of_skipped_links(spec, split, READERS[spec.name](spec.root, split)))
     key = spec.cache_key_of(split, resolution)
     if key is None:
         listing = listed()
@@ -105,6 +105,15 @@ def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTenso
     if data.skipped:
         log.warning("%s %s: %d unreadable image(s) skipped", spec.name, split, data.skipped)
     return data
+
+
+def warn_of_skipped_links(spec: DataSpec, split: str, listing: ImageList) -> ImageList:
+    """``listing``, after one warning line when its folder walk skipped symbolic links: the
+    user should know that images they linked in are not trained on."""
+    if listing.skipped_links:
+        log.warning("%s %s: skipped %d symbolic link(s) that leave the folder, loop or repeat a file",
+                    spec, split, listing.skipped_links)
+    return listing
 
 
 def stratified_subset(labels: np.ndarray | list[int], count: int | None, seed: int = 0) -> np.ndarray:

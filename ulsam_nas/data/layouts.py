@@ -6,8 +6,9 @@ the data set, the file or folder, and the problem. Nothing is downloaded.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -24,6 +25,7 @@ class ImageList:
     files: tuple[Path, ...]
     labels: tuple[int, ...]
     classes: tuple[str, ...]
+    skipped_links: int = 0  # symbolic links a folder walk did not follow (``read_folder``)
 
 
 def _check_root(name: str, root: Path) -> Path:
@@ -42,10 +44,14 @@ def _metadata(name: str, path: Path) -> list[str]:
 
 
 def _checked(name: str, files: list[Path], labels: list[int], classes: list[str], split: str,
-             source: Path) -> ImageList:
-    """Every listed image exists, every class has an image, and there is at least one."""
+             source: Path, root: Path) -> ImageList:
+    """Every listed image is in ``root`` (as named: a metadata line cannot climb out with ``..``
+    or an absolute path) and exists, every class has an image, and there is at least one."""
     if not files:
         raise DataError(f"{name}: no images in the {split} split ({source})")
+    outside = next((f for f in files if not Path(os.path.abspath(f)).is_relative_to(os.path.abspath(root))), None)
+    if outside is not None:
+        raise DataError(f"{name}: {source} names {outside}, which is outside {root}")
     missing = [f for f in files if not f.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -78,7 +84,7 @@ def read_food101(root: Path, split: str) -> ImageList:
             raise DataError(f"food101: {listing} names class '{class_name}', which classes.txt does not list")
         files.append(base / "images" / f"{line}.jpg")
         labels.append(index[class_name])
-    return _checked("food101", files, labels, classes, split, listing)
+    return _checked("food101", files, labels, classes, split, listing, root)
 
 
 def _id_table(name: str, path: Path) -> dict[str, str]:
@@ -111,7 +117,7 @@ def read_cub200(root: Path, split: str) -> ImageList:
         if is_train[image_id] == want:
             files.append(root / "images" / relative)
             labels.append(index[class_of[image_id]])
-    return _checked("cub200", files, labels, [class_names[c] for c in class_ids], split, root / "images.txt")
+    return _checked("cub200", files, labels, [class_names[c] for c in class_ids], split, root / "images.txt", root)
 
 
 def read_dogs(root: Path, split: str) -> ImageList:
@@ -138,38 +144,83 @@ def read_dogs(root: Path, split: str) -> ImageList:
     count = max(numbers, default=0)
     classes = [folder_of.get(n, f"class {n}").split("-", 1)[-1] for n in range(1, count + 1)]
     files = [root / "Images" / path for path in relative]
-    return _checked("dogs", files, [n - 1 for n in numbers], classes, split, listing)
+    return _checked("dogs", files, [n - 1 for n in numbers], classes, split, listing, root)
 
 
 def read_folder(root: Path, split: str) -> ImageList:
     """``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` (torchvision's ImageFolder layout);
-    the test split is ``val/``. Classes are the train folder's sub-folders."""
-    from torchvision.datasets import ImageFolder
-
+    the test split is ``val/``. Classes are the train folder's sub-folders. Unlike ImageFolder,
+    which follows every symbolic link, the walk stays in the split's folder (a link from train/
+    to val/ would train on test images) and lists each real file once (``_FolderWalk``); what it
+    skipped is counted in ``skipped_links``."""
     root = _check_root("folder", root)
     folders = {"train": root / "train", "test": root / "val"}
     for path in folders.values():
         if not path.is_dir():
             raise DataError(f"folder: missing folder {path} (expected ROOT/train/<class>/ and ROOT/val/<class>/)")
-    classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
+        if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+            raise DataError(f"folder: {path} is a symbolic link out of {root}")
+    classes = sorted(_FolderWalk(folders["train"]).subfolders(folders["train"]))
     if not classes:
         raise DataError(f"folder: no class folders in {folders['train']}")
     directory = folders[split]
-    for class_name in classes:
-        class_dir = directory / class_name
-        has_image = class_dir.is_dir() and any(
-            f.suffix.lower() in IMG_EXTENSIONS for f in class_dir.rglob("*") if f.is_file()
-        )
-        if not has_image:
+    walk = _FolderWalk(directory)
+    class_dirs = walk.subfolders(directory)
+    files, labels = [], []
+    for label, class_name in enumerate(classes):
+        images = walk.images(class_dirs[class_name]) if class_name in class_dirs else []
+        if not images:
             raise DataError(f"folder: class '{class_name}' has no images in {directory}")
-    extra = sorted({d.name for d in directory.iterdir() if d.is_dir()} - set(classes))
+        files += images
+        labels += [label] * len(images)
+    extra = sorted(set(class_dirs) - set(classes))
     if extra:
         raise DataError(f"folder: {directory} has class '{extra[0]}', which {folders['train']} does not")
-    dataset = ImageFolder(str(directory), allow_empty=False)
-    index = {c: i for i, c in enumerate(classes)}
-    files = [Path(path) for path, _ in dataset.samples]
-    labels = [index[dataset.classes[label]] for _, label in dataset.samples]
-    return _checked("folder", files, labels, classes, split, directory)
+    listing = _checked("folder", files, labels, classes, split, directory, root)
+    return replace(listing, skipped_links=walk.skipped)
+
+
+class _FolderWalk:
+    """A walk of the folders under ``root`` that never leaves it: a symbolic link is followed
+    only to a file or folder inside ``root`` and not reached before, so a link out of the tree, a
+    dangling link, a loop (a link to a folder above) and a second path to a file are skipped, and
+    counted in ``skipped``. What ``subfolders`` and ``images`` return is in sorted order."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.reached: set[Path] = set()
+        self.skipped = 0
+
+    def entries(self, folder: Path) -> list[Path]:
+        """The entries of ``folder`` the walk may enter, each marked reached. Only a link is
+        resolved: the rest of a folder of 100,000 images costs no system call here."""
+        real_folder = Path(os.path.realpath(folder))
+        self.reached.add(real_folder)
+        kept = []
+        with os.scandir(folder) as listing:
+            for entry in sorted(listing, key=lambda e: e.name):
+                link = entry.is_symlink()
+                real = Path(os.path.realpath(entry.path)) if link else real_folder / entry.name
+                if link and not (real.is_relative_to(self.root) and real.exists()) or real in self.reached:
+                    self.skipped += 1
+                else:
+                    self.reached.add(real)
+                    kept.append(folder / entry.name)
+        return kept
+
+    def subfolders(self, folder: Path) -> dict[str, Path]:
+        """The sub-folders of ``folder`` by name."""
+        return {entry.name: entry for entry in self.entries(folder) if entry.is_dir()}
+
+    def images(self, folder: Path) -> list[Path]:
+        """The image files under ``folder``, at any depth (as ImageFolder finds them)."""
+        found = []
+        for entry in self.entries(folder):
+            if entry.is_dir():
+                found += self.images(entry)
+            elif entry.suffix.lower() in IMG_EXTENSIONS:
+                found.append(entry)
+        return found
 
 
 READERS = {"food101": read_food101, "cub200": read_cub200, "dogs": read_dogs, "folder": read_folder}

@@ -59,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     study = None
     try:
         if args.study is not None:
+            from ..analysis.objectives import study_num_classes
             from ..analysis.picks import pick_genome
 
             study, pointer = load_study_for_command(args.study)
-            num_classes = args.num_classes or int(study.user_attrs.get("num_classes", 1000))
+            num_classes = args.num_classes or study_num_classes(study)
             genome, chosen = pick_genome(study, args.trial)
             info = {"space": pointer["space"], "study": study.study_name, **chosen}
             info["top1_split"] = "validation"  # the search never looks at the test split
@@ -115,7 +116,7 @@ def latency_on_target(genome: Genome, num_classes: int, study_attrs: dict) -> di
     from ..latency.table import LatencyTable, check
     from ..latency.timing import Target
 
-    target = Target(**study_attrs["latency_target_key"])
+    target = Target.from_key(study_attrs["latency_target_key"])
     table = LatencyTable.load(target, genome.backbone)
     if table.fill([genome], num_classes):
         table.save()

@@ -18,6 +18,7 @@ import functools
 import logging
 import math
 import platform
+import reprlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ CHECK_ROUNDS = 10  # alternating rounds of the modules in ``time_interleaved`` (
 CHECK_BLOCK_TIME = 0.02  # seconds, at least, of one module's block within a round
 TABLE_VERSION = 2  # the latency table's format, part of every target's key
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MAX_THREADS = 1024  # CPU threads a target may name
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,26 @@ class Target:
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"latency device must be cpu or cuda, not {self.device!r}")
+            raise ValueError(f"latency device must be cpu or cuda, not {reprlib.repr(self.device)}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("latency device cuda: there is no CUDA GPU here")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int):
+            raise ValueError(f"latency threads must be a whole number, got {reprlib.repr(self.threads)}")
         if self.threads < 1:
             raise ValueError(f"latency threads must be at least 1, got {self.threads}")
+        if self.threads > MAX_THREADS:
+            raise ValueError(f"latency threads must be at most {MAX_THREADS}, got {self.threads}")
+
+    @classmethod
+    def from_key(cls, key: object) -> Target:
+        """The target a study stores (``latency_target_key``), checked: a received study is data."""
+        if not isinstance(key, dict) or set(key) != {"device", "threads"}:
+            raise ValueError(f"the study's latency_target_key: expected {{'device': ..., 'threads': ...}}, "
+                             f"got {reprlib.repr(key)}")
+        try:
+            return cls(key["device"], key["threads"])
+        except ValueError as error:
+            raise ValueError(f"the study's latency_target_key: {error}") from None
 
     @property
     def hardware(self) -> str:

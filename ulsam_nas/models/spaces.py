@@ -22,6 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from ..names import checked_name
 from .backbones import get_backbone
 from .genome import INSERT, SUBSTITUTE, Genome, Placement
 
@@ -253,8 +254,15 @@ class _SpaceReader:
             layers[number] = self.read_layer(entry, prefix, specs)
         paper_entries = self.get(data, "paper", "", list, default=[])
         paper = tuple(self.read_paper(entry, f"paper[{i}]", backbone_name) for i, entry in enumerate(paper_entries))
-        name = self.get(data, "name", "", str, default=self.path.stem)
-        return SearchSpace(name, self.path, backbone_name, width_mults, layers, paper)
+        return SearchSpace(self.read_name(), self.path, backbone_name, width_mults, layers, paper)
+
+    def read_name(self) -> str:
+        """``name`` (default: the file's stem), which names the default study folder: a plain folder name."""
+        name = self.get(self.data, "name", "", str, default=self.path.stem)
+        try:
+            return checked_name("space name", name)
+        except ValueError as error:
+            raise self.fail("name", str(error)) from None
 
     def read_layer(self, entry: dict[str, Any], prefix: str, specs: list) -> LayerChoice:
         self.unknown_keys(entry, {"actions", "groups"}, f"{prefix}.")

@@ -15,7 +15,7 @@ import optuna
 
 from ..analysis.front import genome_stats
 from ..analysis.hypervolume import hypervolume
-from ..analysis.objectives import REFERENCE_FACTOR, Context, Selection
+from ..analysis.objectives import REFERENCE_FACTOR, Context, Selection, study_num_classes
 from ..analysis.pareto import dominates, nondominated
 
 
@@ -48,7 +48,7 @@ def reference_for(study: optuna.Study) -> Reference:
         space = load_space(study.user_attrs["space"])
     except (KeyError, ValueError):  # a custom space file that is not at hand: its backbone at width 1
         space = SimpleNamespace(backbone=study.user_attrs.get("backbone", "mv2"), width_mults=(1.0,))
-    context = Context(space, int(study.user_attrs.get("num_classes", 1000)))
+    context = Context(space, study_num_classes(study))
     return Reference(selection, selection.reference_point(context))
 
 
