@@ -13,10 +13,11 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-# Three pytest workers on two cores, whole files each (a file's module fixtures are built once):
-# most tests wait on child processes (commands, Ray, PostgreSQL) as much as they compute.
+# Three pytest workers on two cores (most tests wait on child processes: commands, Ray, PostgreSQL),
+# handed tests one by one so that no long file holds one worker while the others idle; a file with
+# an expensive module fixture keeps its tests on one worker (pytest.mark.xdist_group).
 test: $(INSTALLED)
-	$(PY) -m pytest -q -n 3 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 3 --dist loadgroup --durations=15
 
 demo: $(INSTALLED)
 	$(PY) -m ulsam_nas.search --space mv2 --budget 200

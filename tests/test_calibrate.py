@@ -136,9 +136,12 @@ def test_a_training_larger_than_the_cluster_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "cal").exists()
 
 
+CHEAPER = "smoke:epochs=1,train_images=160,test_images=100"  # a candidate with keys of its own: commas inside
+
+
 def test_killed_calibration_resumes_without_retraining(tmp_path):
     folder = tmp_path / "cal"
-    args = ["--space", "mv2", "--fidelities", "smoke:epochs=1", "--reference", "smoke", "--seeds", "1",
+    args = ["--space", "mv2", "--fidelities", CHEAPER, "--reference", QUICK, "--seeds", "1",
             "--panel", "random:3", "--study", str(folder)]
     driver = start_module("ulsam_nas.calibrate", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{folder / 'calibration.db'}"
@@ -158,7 +161,7 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
     assert f"{len(finished) and 6 - len(finished)} of 6 trainings to run" in result.stderr
     assert not [t for t in after.trials if t.state == TrialState.RUNNING]
     written = json.loads((folder / "calibration.json").read_text())
-    assert written["reference"]["fidelity"] == "smoke" and written["candidates"][0]["fidelity"] == "smoke:epochs=1"
+    assert written["reference"]["fidelity"] == QUICK and written["candidates"][0]["fidelity"] == CHEAPER
     assert written["candidates"][0]["tau_interval"] is not None
     assert "Kendall τ" in result.stdout and ("recommended:" in result.stdout or "no candidate" in result.stdout)
     assert "plotly" in (folder / "calibration.html").read_text()
@@ -166,12 +169,12 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
 
 def test_a_oneshot_candidate_is_measured_like_any_proxy(tmp_path):
     folder = tmp_path / "cal"
-    result = run_cli("--space", "mv2", "--fidelities", "oneshot:smoke:epochs=1", "--reference", QUICK,
+    result = run_cli("--space", "mv2", "--fidelities", f"oneshot:{QUICK}", "--reference", QUICK,
                      "--seeds", "1", "--panel", "random:4", "--study", str(folder))
     assert result.returncode == 0, result.stderr
-    assert "oneshot:smoke:epochs=1: training the supernet with seed 0, then scoring 4 genomes" in result.stderr
+    assert f"oneshot:{QUICK}: training the supernet with seed 0, then scoring 4 genomes" in result.stderr
     written = json.loads((folder / "calibration.json").read_text())
     candidate = written["candidates"][0]
-    assert candidate["fidelity"] == "oneshot:smoke:epochs=1" and candidate["genomes"] == 4
+    assert candidate["fidelity"] == f"oneshot:{QUICK}" and candidate["genomes"] == 4
     assert candidate["seconds_per_training"] > 0 and "Kendall τ" in result.stdout
     assert list(folder.glob("supernet/*-0/supernet.pt"))  # checkpointed: a rerun scores without training again

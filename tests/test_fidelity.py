@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ulsam_nas.train.fidelity import FULL, KEYS, PROXY, SMOKE, get_fidelity, parse_fidelity
+from ulsam_nas.train.fidelity import FULL, KEYS, PROXY, SMOKE, get_fidelity, parse_fidelity, split_fidelities
 
 from .commands import run_module
 
@@ -111,3 +111,11 @@ def test_clis_refuse_a_bad_fidelity_and_write_nothing(tmp_path, module, args, me
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_list_of_fidelities_keeps_each_ones_keys():
+    assert split_fidelities("smoke,smoke:epochs=8,resolution=48, proxy") == ["smoke", "smoke:epochs=8,resolution=48",
+                                                                             "proxy"]
+    assert split_fidelities("oneshot:smoke:epochs=1,train_images=320,smoke:lr=0.1") == [
+        "oneshot:smoke:epochs=1,train_images=320", "smoke:lr=0.1"]
+    assert split_fidelities(" , ") == []

@@ -21,6 +21,11 @@ from .commands import run_module
 TINY = replace(SMOKE, epochs=1, train_subset=None, test_subset=None, batch_size=8, recalibration_images=8)
 
 
+# make test spreads tests over its workers one by one; this file's tests stay together, so that the
+# module fixture below is built once.
+pytestmark = pytest.mark.xdist_group("test_train")
+
+
 @pytest.fixture(scope="module")
 def vanilla_runs():
     """Vanilla MV2 and a paper configuration at the smoke fidelity from the same seed, plus a

@@ -29,9 +29,10 @@ from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet
 from ..data import VAL_FRACTION, DataSpec, check_val_fraction, load_images
 from ..data.layouts import READERS
 from ..models.spaces import load_space
+from ..names import STUDIES, folder_in
 from ..search.ledger import close_interrupted
 from ..studies import open_storage
-from ..train.fidelity import parse_fidelity
+from ..train.fidelity import parse_fidelity, split_fidelities
 from .figures import analyse
 from .outputs import summary_lines, write_outputs
 from .panel import make_panel
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", default="mv2", help="search space: mv1, mv2 or a .toml path (default mv2)")
     p.add_argument("--dataset", default="synthetic", help="NAME[:ROOT] (default synthetic)")
     p.add_argument("--fidelities", required=True,
-                   help="comma-separated candidate fidelities, e.g. smoke,smoke:epochs=8; oneshot:FIDELITY scores the panel "
-                        "with a weight-sharing supernet trained at FIDELITY (one per seed)")
+                   help="comma-separated candidate fidelities, e.g. smoke,smoke:epochs=8,resolution=48; oneshot:FIDELITY "
+                        "scores the panel with a weight-sharing supernet trained at FIDELITY (one per seed)")
     p.add_argument("--reference", required=True, help="the fidelity to rank like, e.g. proxy or smoke:epochs=10")
     p.add_argument("--panel", default="default",
                    help="paper | random:N | FILE of genome strings (default: paper configurations plus random, 16)")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         data = DataSpec.parse(args.dataset)
         if data.name in READERS:
             READERS[data.name](data.root, "train")
-        names = [f.strip() for f in args.fidelities.split(",") if f.strip()]
+        names = split_fidelities(args.fidelities)
         if not names:
             fail("--fidelities names no fidelity")
         candidates = list(dict.fromkeys(candidate_name(name, space.backbone) for name in names))
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         fail(str(error))
     name = f"calibrate-{space.name}-{data.name}"
-    study_dir = args.study or Path("studies") / name
+    try:  # the space's name is checked; the folder must not lead out through a symbolic link
+        study_dir = args.study or folder_in(STUDIES, name)
+    except ValueError as error:
+        fail(str(error))
     storage_url = f"sqlite:///{(study_dir / 'calibration.db').resolve()}"
     check_storage(storage_url, study_dir)
 

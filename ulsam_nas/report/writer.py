@@ -82,9 +82,9 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     front = Front.of_study(study)
     if not front.stats:
         raise ValueError(f"study {study.study_name!r} has no finished trial with results yet")
-    out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
-    reference = reference_for(study)
+    reference = reference_for(study)  # checks the study's attributes: a crafted one writes nothing
+    out_dir.mkdir(parents=True, exist_ok=True)
     history = hypervolume_history(trials, reference)
     labels = [t.user_attrs["paper_label"] for t in trials if t.user_attrs.get("paper_label")]
     statuses = [s for s in paper_status(front, list(dict.fromkeys(labels))) if s.stats is not None]

@@ -162,6 +162,21 @@ def _build(text: str, preset_name: str, pairs: dict[str, str], backbone: str) ->
     return replace(fidelity, name=f"{preset_name}:{overrides}" if overrides else preset_name)
 
 
+def split_fidelities(text: str) -> list[str]:
+    """A comma-separated list of fidelities, each of which may hold commas of its own:
+    ``smoke:epochs=1,train_images=320,proxy`` is ``smoke:epochs=1,train_images=320`` and ``proxy``.
+    A ``KEY=VALUE`` item continues the fidelity before it (a preset name holds no ``=``)."""
+    fidelities: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item and fidelities:
+            fidelities[-1] += f",{item}"
+        else:
+            fidelities.append(item)
+    return fidelities
+
+
 def parse_fidelity(text: str, backbone: str) -> Fidelity:
     """The fidelity ``PRESET[:KEY=VALUE,...]`` for ``backbone``, named canonically (so one
     training has one name in a study, and parsing the name gives the same fidelity). Raises
