@@ -46,7 +46,8 @@ def _postgres(action: str, directory: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """The SQLAlchemy URL of a PostgreSQL server's `postgres` database, for the whole session."""
+    """The SQLAlchemy URL of a PostgreSQL server's `postgres` database, for the whole session; it
+    holds the password, which the server asks for by SCRAM, as a real one does."""
     url = os.environ.get("ULSAM_NAS_POSTGRES_URL")
     if url:
         yield url

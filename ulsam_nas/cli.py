@@ -60,15 +60,16 @@ def genome_from_cli(text: str, g: int | None, width: float | None, space: Search
 
 
 def check_storage(url: str, default_dir: Path | None) -> None:
-    """Fail (exit 2) unless the storage URL can be opened; writes nothing."""
+    """Fail (exit 2) unless the storage URL can be opened; writes nothing. Says so in one line
+    when a PostgreSQL connection does not require SCRAM (``studies.auth_note``)."""
     import sqlalchemy
 
-    from .studies import BACKENDS, driver_hint, storage_url, unsupported_backend
+    from .studies import BACKENDS, auth_note, driver_hint, hide_secrets, open_engine, shown_url, storage_url, unsupported_backend
 
     try:
         parsed = sqlalchemy.engine.make_url(storage_url(url))
-    except sqlalchemy.exc.ArgumentError as error:
-        fail(f"--storage {url!r} is not an SQLAlchemy URL: {error}")
+    except (sqlalchemy.exc.ArgumentError, ValueError) as error:
+        fail(f"--storage {shown_url(url)!r} is not an SQLAlchemy URL: {hide_secrets(str(error))}")
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database
@@ -80,16 +81,18 @@ def check_storage(url: str, default_dir: Path | None) -> None:
         return
     if backend not in BACKENDS:
         fail(unsupported_backend(url, backend))
+    note = auth_note(url)
+    if note:
+        print(note, file=sys.stderr)
     try:
-        engine = sqlalchemy.create_engine(parsed)
+        engine = open_engine(url)
         with engine.connect():
             pass
         engine.dispose()
     except ModuleNotFoundError as error:
         fail(driver_hint(url, error))
     except Exception as error:  # noqa: BLE001 - drivers raise many kinds; all mean "cannot open"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        fail(f"cannot open storage {url}: {first_line}")
+        fail(f"cannot open storage {shown_url(url)}: {first_line(error)}")
 
 
 def probe_ray(address: str) -> None:
@@ -122,8 +125,9 @@ def use_cluster_token() -> None:
 
 
 def start_ray(address: str | None) -> None:
-    """Join the Ray cluster at ``address`` (or RAY_ADDRESS), or start a local instance. Call it
-    before anything imports Ray."""
+    """Join the Ray cluster at ``address`` (or RAY_ADDRESS), or start a local instance, whose
+    processes start without this process's secrets (``secrets_hidden``). Call it before anything
+    imports Ray."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         probe_ray(address)
@@ -132,11 +136,12 @@ def start_ray(address: str | None) -> None:
         os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
     import ray
 
+    hide_entrypoint_passwords(ray)
     error = None
     with tempfile.TemporaryFile() as held:
         # Joining a cluster, Ray's C++ core logs every refused handshake to stderr; a refusal is
         # said below in one line, and what it logged on a successful join is passed on.
-        with stderr_to(held) if address else contextlib.nullcontext():
+        with stderr_to(held) if address else secrets_hidden():
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR, configure_logging=True)
@@ -145,6 +150,7 @@ def start_ray(address: str | None) -> None:
         if error is None:
             held.seek(0)
             sys.stderr.buffer.write(held.read())
+            say_if_open(ray, address)
             return
     if isinstance(error, ray.exceptions.AuthenticationError):  # token mode on, no usable token here
         fail(f"the Ray cluster at {address!r} wants a token ({first_line(error)}): {TOKEN_HINT}")
@@ -152,6 +158,51 @@ def start_ray(address: str | None) -> None:
         fail(f"the Ray cluster at {address!r} refused this driver's token (or its lack of one): {TOKEN_HINT}")
     fail(f"cannot join the Ray cluster at {address!r}: {first_line(error)}" if address
          else f"cannot start a local Ray instance: {first_line(error)}")
+
+
+@contextlib.contextmanager
+def secrets_hidden() -> Iterator[None]:
+    """This process's environment without libpq's variables (PGPASSWORD, PGPASSFILE, PGSERVICE,
+    ...) and any that holds a storage password, while a local Ray instance starts: its raylet,
+    and every worker the raylet starts, inherit the environment it starts with, and a trainable
+    never opens the study. The driver gets them back."""
+    from .studies import holds_secret
+
+    hidden = {name: value for name, value in os.environ.items() if name.startswith("PG") or holds_secret(value)}
+    for name in hidden:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
+def hide_entrypoint_passwords(ray) -> None:
+    """Ray records this process's command line as the job's entrypoint, which whoever reaches the
+    cluster can list: it gets the command line with the passwords of its URLs hidden."""
+    from .studies import hide_secrets
+
+    entrypoint = hide_secrets(ray._private.utils.get_entrypoint_name())
+    ray._private.utils.get_entrypoint_name = lambda: entrypoint
+
+
+def say_if_open(ray, address: str | None) -> None:
+    """One line when the Ray cluster this driver is on runs without token authentication and
+    listens beyond this machine: whoever reaches it can run code on it."""
+    import ipaddress
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return
+    host = (address or "").removeprefix("ray://").rpartition(":")[0] or \
+        ray.get_runtime_context().gcs_address.rpartition(":")[0]
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(f"note: the Ray cluster at {host} runs without token authentication and listens beyond this machine: "
+              f"whoever reaches it can run code on it and read what its trials hold (a cluster started with "
+              f"RAY_AUTH_MODE=token asks for a token)", file=sys.stderr)
 
 
 def number_flag(convert: Callable[[str], float], minimum: float, above: bool) -> Callable[[str], float]:
@@ -238,16 +289,28 @@ def stderr_to(file) -> Iterator[None]:
 
 
 def first_line(error: BaseException) -> str:
-    text = str(getattr(error, "message", None) or error).strip()
+    """The first line of ``error``'s message, passwords hidden (a driver may echo its URL)."""
+    from .studies import hide_secrets
+
+    text = hide_secrets(str(getattr(error, "message", None) or error).strip())
     return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_study_for_command(study_dir: Path) -> tuple[optuna.Study, dict]:
-    """The study a command's ``--study`` folder points to, and the pointer (``studies.load_study``);
-    when it does not open, fail in one line (exit 2)."""
-    from .studies import StudyNotFound, load_study
+    """The study a command's ``--study`` folder points to, and the pointer
+    (``studies.open_pointed_study``); when it does not open, fail in one line (exit 2). The
+    folder, not the user, chose the server: a PostgreSQL one is named before it is connected to."""
+    import sqlalchemy
+
+    from .studies import POINTER, StudyNotFound, auth_note, open_pointed_study, read_pointer, shown_url
 
     try:
-        return load_study(study_dir)
+        pointer = read_pointer(study_dir)
+        if sqlalchemy.engine.make_url(pointer["storage"]).get_backend_name() == "postgresql":
+            print(f"connecting to {shown_url(pointer['storage'])} (named by {study_dir / POINTER})", flush=True)
+            note = auth_note(pointer["storage"], from_pointer=True)
+            if note:
+                print(note, flush=True)
+        return open_pointed_study(pointer), pointer
     except StudyNotFound as error:
         fail(str(error))

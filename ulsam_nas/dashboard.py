@@ -23,15 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     from optuna_dashboard import run_server
 
-    from .studies import artifact_store, open_storage
+    from .studies import artifact_store, open_storage, shown_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, pointer = load_study_for_command(args.study)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"optuna-dashboard for study {study.study_name!r} ({pointer['storage']}):\n"
+    print(f"optuna-dashboard for study {study.study_name!r} ({shown_url(pointer['storage'])}):\n"
           f"  http://{host}:{args.port}/dashboard/   (Ctrl-C stops it)", flush=True)
     try:
-        run_server(open_storage(pointer["storage"]), host=args.host, port=args.port, artifact_store=artifact_store(args.study))
+        run_server(open_storage(pointer["storage"], from_pointer=True), host=args.host, port=args.port,
+                   artifact_store=artifact_store(args.study))
     except OSError as error:
         fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
     except KeyboardInterrupt:

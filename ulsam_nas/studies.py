@@ -1,11 +1,20 @@
 """Where a study lives: ``<study dir>/study.json`` names its storage and study, so the report,
-dashboard and export commands find it from the folder alone, whatever the storage."""
+dashboard and export commands find it from the folder alone, whatever the storage.
+
+A storage URL's password stays in this process's memory: ``without_password`` keeps it and gives
+the URL without it, which is what is stored (``study.json``), pickled (Ray Tune's experiment
+state) and passed on; ``shown_url`` is how a URL is printed; only the connections put the
+password back. A PostgreSQL connection sends a password only through SCRAM (``SCRAM_ONLY``), and
+a study folder's pointer, which anyone may have written, is opened as it is: nothing is created
+in the database it names, and it cannot lower the authentication a connection requires."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import json
+import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -20,16 +29,69 @@ STALE_AFTER = 120.0  # a trial whose driver has not beaten for this long is clos
 SCHEMA_ATTEMPTS = 4
 BACKENDS = ("sqlite", "postgresql")  # what a study may live in: what StudyLock can lock
 ARTIFACTS = "artifacts"
+SCRAM_ONLY = "scram-sha-256,none"
+"""libpq's ``require_auth`` for PostgreSQL unless the user opts out: a password goes only through
+SCRAM, which never shows it to the server, and a server that asks for none (trust, peer) is fine;
+a server asking for a cleartext or MD5 password gets nothing."""
+URL_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^\s/:@]*):[^\s@]*@")  # scheme://user:PASSWORD@
+PARAMETER_PASSWORD = re.compile(r"(\bpassword=)[^\s&]+")  # libpq's password=PASSWORD, in a query or conninfo
+
+_passwords: dict[str, str] = {}  # storage URL without its password (``storage_url`` form) -> the password
 
 
 class StudyNotFound(ValueError):
     """No usable study at the given folder or storage."""
 
 
+def shown_url(url: str) -> str:
+    """``url`` as every message prints it: its password, if any, as ``***`` (SQLAlchemy's
+    ``hide_password``; ``hide_secrets`` for one in the query, or in what does not parse)."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return hide_secrets(url)
+    return hide_secrets(url if parsed.password is None else parsed.render_as_string(hide_password=True))
+
+
+def hide_secrets(text: str) -> str:
+    """``text`` (a driver's error, a command line) with every password written in it as a URL's
+    or libpq's ``password=`` as ``***``."""
+    return PARAMETER_PASSWORD.sub(r"\1***", URL_PASSWORD.sub(r"\1:***@", text))
+
+
+def holds_secret(text: str) -> bool:
+    """Whether ``text`` holds a password written as a URL's or libpq's."""
+    return hide_secrets(text) != text
+
+
+def without_password(url: str) -> str:
+    """``url`` less its password, which this process keeps for its own connections
+    (``with_password``): what is stored, pickled or handed to Ray names the database, never the
+    password."""
+    parsed = sqlalchemy.engine.make_url(url)
+    password = parsed.password or parsed.query.get("password")
+    if password is None:
+        return url
+    bare = sqlalchemy.engine.URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port,
+                                        parsed.database, parsed.query).difference_update_query(["password"])
+    _passwords[storage_url(bare.render_as_string(hide_password=False))] = str(password)
+    return bare.render_as_string(hide_password=False)
+
+
+def with_password(url: str) -> str:
+    """``url`` (in ``storage_url`` form) with the password this process was given for it, if any."""
+    password = _passwords.get(url)
+    if password is None:
+        return url
+    return sqlalchemy.engine.make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
 def write_pointer(study_dir: Path, storage_url: str, study_name: str, space: str) -> None:
+    """``study.json``: the storage without its password (libpq finds it in ~/.pgpass, PGPASSFILE,
+    a service file or PGPASSWORD), the study and its space."""
     study_dir.mkdir(parents=True, exist_ok=True)
-    (study_dir / POINTER).write_text(json.dumps({"storage": storage_url, "study_name": study_name, "space": space},
-                                                indent=2) + "\n")
+    (study_dir / POINTER).write_text(json.dumps({"storage": without_password(storage_url), "study_name": study_name,
+                                                 "space": space}, indent=2) + "\n")
 
 
 def read_pointer(study_dir: Path) -> dict:
@@ -40,10 +102,11 @@ def read_pointer(study_dir: Path) -> dict:
         raise StudyNotFound(f"{study_dir}: no study here (no {POINTER}; run python -m ulsam_nas.search first)")
     try:
         pointer = json.loads(path.read_text())
-        return {"storage": str(pointer["storage"]), "study_name": str(pointer["study_name"]),
-                "space": str(pointer.get("space", ""))}
-    except (ValueError, KeyError, TypeError) as error:
-        raise StudyNotFound(f"{path}: not a study pointer ({error})") from None
+        storage = str(pointer["storage"])
+        sqlalchemy.engine.make_url(storage)
+        return {"storage": storage, "study_name": str(pointer["study_name"]), "space": str(pointer.get("space", ""))}
+    except (ValueError, KeyError, TypeError, sqlalchemy.exc.ArgumentError) as error:
+        raise StudyNotFound(f"{path}: not a study pointer ({hide_secrets(str(error))})") from None
 
 
 def storage_url(url: str) -> str:
@@ -59,15 +122,65 @@ class MissingDriver(ValueError):
     """The storage URL needs a database driver that is not installed."""
 
 
+def connect_args(url: str, from_pointer: bool = False) -> dict:
+    """What a connection to ``url`` is opened with. SQLite: a generous lock timeout (the
+    dashboard and other drivers may read while a search writes). PostgreSQL: ``SCRAM_ONLY``,
+    unless the user opts out with libpq's PGREQUIREAUTH or a ``require_auth`` in a URL they
+    gave, not in a pointer (``from_pointer``), which anyone may have written."""
+    parsed = sqlalchemy.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return {"timeout": 60}
+    if backend != "postgresql" or "PGREQUIREAUTH" in os.environ or ("require_auth" in parsed.query and not from_pointer):
+        return {}
+    return {"require_auth": SCRAM_ONLY}
+
+
+def auth_note(url: str, from_pointer: bool = False) -> str | None:
+    """The line that says a PostgreSQL connection to ``url`` does not require SCRAM and what that
+    does, or that a pointer's ``require_auth`` is not used; None when there is nothing to say."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    consequence = (f"libpq sends the password to a server that asks for it by any method this allows (the default, "
+                   f"require_auth={SCRAM_ONLY}, sends it only through SCRAM, which never shows it to the server)")
+    if "PGREQUIREAUTH" in os.environ:
+        return f"note: PGREQUIREAUTH={os.environ['PGREQUIREAUTH']}: {consequence}"
+    asked = parsed.query.get("require_auth")
+    if asked is None:
+        return None
+    if from_pointer:
+        return (f"note: the study folder's require_auth={asked} is not used (a received study cannot lower how "
+                f"the password is sent); set PGREQUIREAUTH={asked} to use it")
+    return f"note: require_auth={asked}: {consequence}"
+
+
+def open_engine(url: str, from_pointer: bool = False, **kwargs) -> sqlalchemy.engine.Engine:
+    """An SQLAlchemy engine on ``url``, connecting with its password and ``connect_args``."""
+    return sqlalchemy.create_engine(with_password(storage_url(url)), connect_args=connect_args(url, from_pointer),
+                                    **kwargs)
+
+
+class StudyStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, pickled without the password of its URL: Ray Tune pickles the
+    searcher, and the storage with it, into the experiment's ``tuner.pkl``. Unpickled in this
+    process, it connects with the password again."""
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "url": without_password(self.url)}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__({**state, "url": with_password(state["url"])})
+
+
 def open_storage(url: str, stale_trial_callback: Callable | None = None,
-                 stale_after: float = STALE_AFTER) -> optuna.storages.RDBStorage:
+                 stale_after: float = STALE_AFTER, from_pointer: bool = False) -> optuna.storages.RDBStorage:
     """The RDB storage at ``url``. With ``stale_trial_callback``, Optuna's heartbeat is on:
     drivers record a heartbeat for the trials they hold every ``HEARTBEAT_SECONDS``, and
     ``optuna.storages.fail_stale_trials`` fails (and hands to the callback) trials whose driver
-    has not beaten for ``stale_after`` seconds, whichever host it ran on."""
-    url = storage_url(url)
-    # A generous SQLite timeout: the dashboard and other drivers may read while a search writes.
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    has not beaten for ``stale_after`` seconds, whichever host it ran on. ``from_pointer``: the
+    storage a study folder names, opened as it is (no table created, ``connect_args``)."""
+    url = without_password(storage_url(url))
     heartbeat = {"heartbeat_interval": int(HEARTBEAT_SECONDS), "grace_period": max(1, int(stale_after)),
                  "heartbeat_stale_trial_callback": stale_trial_callback} if stale_trial_callback else {}
     attempt = 0
@@ -75,14 +188,15 @@ def open_storage(url: str, stale_trial_callback: Callable | None = None,
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                return StudyStorage(with_password(url), {"connect_args": connect_args(url, from_pointer)},
+                                    skip_table_creation=from_pointer, **heartbeat)
         except ModuleNotFoundError as error:
             raise MissingDriver(driver_hint(url, error)) from None
         except sqlalchemy.exc.DBAPIError:
             # Drivers started together on a new database race to create Optuna's tables; the
             # loser sees a duplicate, and the tables are there when it tries again.
             attempt += 1
-            if attempt == SCHEMA_ATTEMPTS:
+            if attempt == SCHEMA_ATTEMPTS or from_pointer:
                 raise
             time.sleep(0.5 * attempt)
 
@@ -90,12 +204,12 @@ def open_storage(url: str, stale_trial_callback: Callable | None = None,
 def driver_hint(url: str, error: ModuleNotFoundError) -> str:
     backend = sqlalchemy.engine.make_url(url).get_backend_name()
     if backend == "postgresql":
-        return f"--storage {url}: PostgreSQL needs psycopg: pip install -e '.[postgres]'"
-    return f"--storage {url}: the database driver is not installed ({error})"
+        return f"--storage {shown_url(url)}: PostgreSQL needs psycopg: pip install -e '.[postgres]'"
+    return f"--storage {shown_url(url)}: the database driver is not installed ({error})"
 
 
 def unsupported_backend(url: str, backend: str) -> str:
-    return f"--storage {url}: studies live in SQLite (the default) or PostgreSQL, not {backend}"
+    return f"--storage {shown_url(url)}: studies live in SQLite (the default) or PostgreSQL, not {backend}"
 
 
 class StudyLock:
@@ -111,7 +225,7 @@ class StudyLock:
     """
 
     def __init__(self, url: str, study_name: str) -> None:
-        self.url, self.study_name = storage_url(url), study_name
+        self.url, self.study_name = without_password(storage_url(url)), study_name
         parsed = sqlalchemy.engine.make_url(self.url)
         self.backend = parsed.get_backend_name()
         if self.backend not in BACKENDS:
@@ -133,7 +247,7 @@ class StudyLock:
             fcntl.flock(self._file, fcntl.LOCK_EX)
         else:
             if self._connection is None:
-                self._engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+                self._engine = open_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
                 self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
         return self
@@ -153,20 +267,42 @@ class StudyLock:
             self._engine.dispose()
 
 
-def load_study(study_dir: Path) -> tuple[optuna.Study, dict]:
-    """The study a folder points to, and the pointer; StudyNotFound if it does not open."""
-    pointer = read_pointer(study_dir)
+def open_pointed_study(pointer: dict) -> optuna.Study:
+    """The study a pointer names, opened as it is: no file, table or study is created in the
+    database it names, which may be any (``open_storage`` with ``from_pointer``); StudyNotFound,
+    in one line, if it is not there."""
+    url, shown = pointer["storage"], shown_url(pointer["storage"])
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).expanduser().is_file():
+        raise StudyNotFound(f"storage {shown}: no such file")
     try:
-        storage = open_storage(pointer["storage"])
-        study = optuna.load_study(study_name=pointer["study_name"], storage=storage)
+        if not has_optuna_tables(url):
+            raise StudyNotFound(f"storage {shown} holds no Optuna study (none of Optuna's tables)")
+        return optuna.load_study(study_name=pointer["study_name"], storage=open_storage(url, from_pointer=True))
     except KeyError:
-        raise StudyNotFound(f"storage {pointer['storage']} has no study {pointer['study_name']!r}") from None
+        raise StudyNotFound(f"storage {shown} has no study {pointer['study_name']!r}") from None
+    except StudyNotFound:
+        raise
     except MissingDriver as error:
         raise StudyNotFound(str(error)) from None
     except Exception as error:  # noqa: BLE001 - SQLAlchemy and drivers raise many kinds
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StudyNotFound(f"cannot open storage {pointer['storage']}: {message}") from None
-    return study, pointer
+        message = hide_secrets(str(error).strip()).splitlines()[0] if str(error).strip() else type(error).__name__
+        if "no password supplied" in message:
+            message += " (a pointer holds no password: put it in ~/.pgpass, PGPASSFILE, a service file or PGPASSWORD)"
+        raise StudyNotFound(f"cannot open storage {shown}: {message}") from None
+
+
+def has_optuna_tables(url: str) -> bool:
+    """Whether the database at ``url`` holds Optuna's tables; reads only."""
+    try:
+        engine = open_engine(url, from_pointer=True, poolclass=sqlalchemy.pool.NullPool)
+    except ModuleNotFoundError as error:
+        raise MissingDriver(driver_hint(url, error)) from None
+    try:
+        return sqlalchemy.inspect(engine).has_table("version_info")
+    finally:
+        engine.dispose()
 
 
 def artifact_store(study_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:

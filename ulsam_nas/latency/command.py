@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..analysis.objectives import study_num_classes
 from ..cli import ArgumentParser, fail, load_study_for_command
 from ..models.genome import Genome
 from ..models.spaces import every_part, load_space, random_genomes
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         fail("--check must be 0 or more and --num-classes at least 1")
     study = load_study_for_command(args.study)[0] if args.study is not None else None
     if args.num_classes is None:
-        args.num_classes = int(study.user_attrs.get("num_classes", 1000)) if study is not None else 1000
+        try:
+            args.num_classes = study_num_classes(study) if study is not None else 1000
+        except ValueError as error:
+            fail(str(error))
     table = LatencyTable.load(target, space.backbone)
     genomes = [Genome(space.backbone, (), w) for w in space.width_mults] + every_part(space)
     sample = random_genomes(space, args.check, args.seed) if args.check else []

@@ -21,6 +21,7 @@ from ..analysis.front import COST_TOLERANCE
 from ..analysis.objectives import DEFAULT, REGISTRY, Selection, parse_limit
 from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet_logging, size_trials, start_ray
 from ..data import VAL_FRACTION
+from ..names import STUDIES, folder_in, name_flag
 from .ledger import SAMPLERS, StudyMismatch, finished_count
 
 
@@ -50,7 +51,8 @@ def _parser() -> ArgumentParser:
     p.add_argument("--study", type=Path, default=None, help="study folder (default studies/<space>-<dataset>)")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL of the study storage (default sqlite:///<study folder>/study.db)")
-    p.add_argument("--study-name", default=None, help="study name in the storage (default <space>-<dataset>)")
+    p.add_argument("--study-name", type=name_flag("study name"), default=None,
+                   help="study name in the storage (default <space>-<dataset>)")
     add_resource_flags(p)
     p.add_argument("--objectives", default=DEFAULT,
                    help=f"comma-separated: one training metric and the costs to trade it against, from "
@@ -144,9 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(error))
 
     name = f"{space.name}-{data.name}"
-    study_dir = args.study or Path("studies") / name
+    try:  # the names are checked; their folders must not lead out through a symbolic link
+        study_dir = args.study or folder_in(STUDIES, name)
+        folder_in(study_dir, "ray", args.study_name or name)
+    except ValueError as error:
+        fail(str(error))
     storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
     check_storage(storage_url, study_dir if args.storage is None else None)
+    from ..studies import without_password
+
+    storage_url = without_password(storage_url)  # its password stays in this process, for its connections
 
     start_ray(args.address)  # before anything imports Ray: joining a cluster may set its token mode
     resources = size_trials(args)

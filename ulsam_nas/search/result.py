@@ -15,7 +15,7 @@ from ..analysis.agreement import agreement_of
 from ..analysis.front import Front, genomes_table, paper_status
 from ..models.spaces import SearchSpace
 from ..report.writer import write_report
-from ..studies import artifact_store
+from ..studies import artifact_store, shown_url
 from .ledger import finished_count
 
 
@@ -48,7 +48,7 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
             print(f"  {status.describe()}")
     if agreement is not None:
         print("\n" + "\n".join(agreement.lines()))
-    shown = storage_url
+    shown = shown_url(storage_url)
     if storage_url.startswith("sqlite:///"):
         path = Path(storage_url.removeprefix("sqlite:///"))
         try:
