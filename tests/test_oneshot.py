@@ -13,14 +13,14 @@ from optuna.trial import TrialState
 
 from ulsam_nas.analysis.agreement import RankAgreement
 
-from .commands import QUICK, run_main, run_module, start_module, wait_until
+from .commands import run_main, run_module, start_module, wait_until
 from .conftest import write_space
 
 TINY_LAYERS = """
 16 = { actions = ["keep", "substitute"], groups = [4] }
 17 = { actions = ["keep", "insert"], groups = [4, 8] }
 """
-FIDELITY = QUICK
+FIDELITY = "smoke:train_images=400,test_images=200"
 
 
 def oneshot_args(space, study_dir, *extra: str) -> list[str]:

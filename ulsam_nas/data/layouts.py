@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 SPLITS = ("train", "test")
 
 
@@ -214,6 +212,10 @@ class _FolderWalk:
 
     def images(self, folder: Path) -> list[Path]:
         """The image files under ``folder``, at any depth (as ImageFolder finds them)."""
+        # Here, not at the top: torchvision's import costs a second, and most processes that import
+        # this package (Ray workers among them) never list a folder.
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
         found = []
         for entry in self.entries(folder):
             if entry.is_dir():
