@@ -16,6 +16,18 @@ from .commands import wait_until
 from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
 
 
+LONGEST_FIRST = ("test_oneshot.py", "test_calibrate.py", "test_scaling.py", "test_objectives.py", "test_search.py",
+                 "test_export.py", "test_security_credentials.py", "test_dashboard.py")
+"""The files whose tests train or search through the real commands, longest first (the CI's
+``--durations``): ``make test`` hands them to its workers before the short tests, so that the run
+ends on short tests instead of on one long test with the other workers idle."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+
+
 def random_genome(space: SearchSpace, rng: random.Random, width_mult: float | None = None) -> Genome:
     """A genome drawn uniformly from the space's per-layer choices."""
     placements = []
