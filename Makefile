@@ -14,10 +14,10 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 # Three pytest workers on two cores (most tests wait on child processes: commands, Ray, PostgreSQL),
-# handed tests one by one so that no long file holds one worker while the others idle; a file with
-# an expensive module fixture keeps its tests on one worker (pytest.mark.xdist_group).
+# handed tests one by one, the long ones first (tests/conftest.py), so that no long file holds one
+# worker while the others idle.
 test: $(INSTALLED)
-	$(PY) -m pytest -q -n 3 --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n 3 --dist load --durations=15
 
 demo: $(INSTALLED)
 	$(PY) -m ulsam_nas.search --space mv2 --budget 200

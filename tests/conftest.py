@@ -1,6 +1,9 @@
+import fcntl
 import os
+import pickle
 import random
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -15,7 +18,6 @@ from ulsam_nas.studies import write_pointer
 from .commands import wait_until
 from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
 
-
 LONGEST_FIRST = ("test_oneshot.py", "test_calibrate.py", "test_scaling.py", "test_objectives.py", "test_search.py",
                  "test_export.py", "test_security_credentials.py", "test_dashboard.py")
 """The files whose tests train or search through the real commands, longest first (the CI's
@@ -26,6 +28,21 @@ ends on short tests instead of on one long test with the other workers idle."""
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+
+
+def computed_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[], object]) -> object:
+    """``build()``, computed once per test run however many pytest-xdist workers ask for it: the
+    first computes it under a lock and pickles it in the run's temporary folder, which the workers
+    share, and the others read it (pytest-xdist's documented pattern for a session fixture)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build()
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, the parent of every worker's popen-gwK/
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored = shared / f"{name}.pickle"
+        if not stored.exists():
+            stored.write_bytes(pickle.dumps(build()))
+        return pickle.loads(stored.read_bytes())
 
 
 def random_genome(space: SearchSpace, rng: random.Random, width_mult: float | None = None) -> Genome:

@@ -18,11 +18,6 @@ class Interrupted(Exception):
     """Stands for a run killed right after a checkpoint."""
 
 
-# make test spreads tests over its workers one by one; this file's tests stay together, so that the
-# module fixture below is built once.
-pytestmark = pytest.mark.xdist_group("test_supernet")
-
-
 @pytest.fixture(scope="module")
 def supernet(spaces) -> SuperNet:
     """The mv2 supernet at the smoke fidelity with every weight and BatchNorm statistic

@@ -17,19 +17,20 @@ from ulsam_nas.train.loop import NonFiniteLossError, build_proxy, train
 
 from . import layouts
 from .commands import run_module
+from .conftest import computed_once
 
 TINY = replace(SMOKE, epochs=1, train_subset=None, test_subset=None, batch_size=8, recalibration_images=8)
 
 
-# make test spreads tests over its workers one by one; this file's tests stay together, so that the
-# module fixture below is built once.
-pytestmark = pytest.mark.xdist_group("test_train")
-
-
-@pytest.fixture(scope="module")
-def vanilla_runs():
+@pytest.fixture(scope="session")
+def vanilla_runs(tmp_path_factory):
     """Vanilla MV2 and a paper configuration at the smoke fidelity from the same seed, plus a
-    repeat of the vanilla run (for determinism). The slowest fixture of the suite: ~20 s."""
+    repeat of the vanilla run (for determinism). The slowest fixture of the suite (~20 s): trained
+    once per run, whichever pytest workers ask."""
+    return computed_once(tmp_path_factory, "vanilla_runs", train_vanilla_runs)
+
+
+def train_vanilla_runs():
     reports = {}
 
     def run(key, notation):

@@ -47,11 +47,6 @@ class NullStudy:
         return next(i for i, g in enumerate(self.genomes) if g in rivals)
 
 
-# make test spreads tests over its workers one by one; this file's tests stay together, so that the
-# module fixture below is built once.
-pytestmark = pytest.mark.xdist_group("test_verdicts")
-
-
 @pytest.fixture(scope="module")
 def null_study() -> NullStudy:
     return NullStudy()
