@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml
 # handed tests one by one, the long ones first (tests/conftest.py), so that no long file holds one
 # worker while the others idle.
 test: $(INSTALLED)
-	$(PY) -m pytest -q -n 3 --dist load --durations=15
+	$(PY) -m pytest -q -n 3 --dist load --maxschedchunk 1 --durations=15
 
 demo: $(INSTALLED)
 	$(PY) -m ulsam_nas.search --space mv2 --budget 200

@@ -18,16 +18,32 @@ from ulsam_nas.studies import write_pointer
 from .commands import wait_until
 from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
 
-LONGEST_FIRST = ("test_oneshot.py", "test_calibrate.py", "test_scaling.py", "test_objectives.py", "test_search.py",
-                 "test_export.py", "test_security_credentials.py", "test_dashboard.py")
-"""The files whose tests train or search through the real commands, longest first (the CI's
-``--durations``): ``make test`` hands them to its workers before the short tests, so that the run
-ends on short tests instead of on one long test with the other workers idle."""
+LONGEST_FIRST = (
+    "test_oneshot_search_scores_confirms_and_reports", "test_killed_supernet_training_resumes_from_its_last_epoch",
+    "test_killed_search_resumes_to_its_budget", "test_search_never_reads_the_test_split",
+    "test_training_checkpoints_every_epoch_and_resumes_exactly",
+    "test_scores_are_percentages_deterministic_and_leave_the_supernet_alone",
+    "test_paper_configuration_exports_standalone_with_the_cost_models_params",
+    "test_a_password_in_the_url_is_used_and_stored_nowhere",
+    "test_final_retrains_the_picks_with_their_seeds_on_the_test_split", "test_contenders_get_k_seeds_within_the_budget",
+    "test_latency_objective_through_search_report_and_export", "test_killed_calibration_resumes_without_retraining",
+    "test_smoke_vanilla_mv2_learns_well_above_chance_but_not_everything", "test_a_driver_killed_mid_run_loses_nothing",
+    "test_a_oneshot_candidate_is_measured_like_any_proxy", "test_two_drivers_share_the_study_and_its_budget",
+)
+"""The suite's longest tests, longest first (the CI's ``--durations``)."""
+STARTING_WORKERS = 3  # make test's -n
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first, so that the run ends on short tests instead of on one long test with the
+    other workers idle. pytest-xdist's load scheduler (``--maxschedchunk 1``) starts each worker
+    with two tests, then keeps two queued on each: a short test after each of the three longest
+    puts those three on three workers."""
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+    longest = sorted((item for item in items if item.originalname in rank), key=lambda item: rank[item.originalname])
+    rest = [item for item in items if item.originalname not in rank]  # in file order
+    paired = [item for pair in zip(longest[:STARTING_WORKERS], rest) for item in pair]
+    items[:] = paired + longest[STARTING_WORKERS:] + rest[len(paired) // 2:]
 
 
 def computed_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[], object]) -> object:
