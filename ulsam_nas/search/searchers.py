@@ -177,6 +177,11 @@ class StudySearcher(OptunaTrialsSearcher):
         return True
 
     def suggest(self, trial_id: str):
+        # With no trial of its own to run (only trials waiting for another driver's trainings),
+        # Tune blocks for the next trial for up to 600 s without calling back (on_step_end): the
+        # waiting trials are resolved, and this driver's heartbeat recorded, from here as well.
+        self.heartbeat()
+        self.poll_awaited()
         if time.time() < self.quiet_until:  # Tune asks in a tight loop while nothing can start
             return None
         with self.lock:
