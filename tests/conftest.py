@@ -31,19 +31,19 @@ LONGEST_FIRST = (
     "test_a_oneshot_candidate_is_measured_like_any_proxy", "test_two_drivers_share_the_study_and_its_budget",
 )
 """The suite's longest tests, longest first (the CI's ``--durations``)."""
-STARTING_WORKERS = 3  # make test's -n
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest first, so that the run ends on short tests instead of on one long test with the
     other workers idle. pytest-xdist's load scheduler (``--maxschedchunk 1``) starts each worker
-    with two tests, then keeps two queued on each: a short test after each of the three longest
-    puts those three on three workers."""
+    with two tests, then keeps two queued on each: a short test after each of the ``-n`` longest
+    puts them on different workers."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
     longest = sorted((item for item in items if item.originalname in rank), key=lambda item: rank[item.originalname])
     rest = [item for item in items if item.originalname not in rank]  # in file order
-    paired = [item for pair in zip(longest[:STARTING_WORKERS], rest) for item in pair]
-    items[:] = paired + longest[STARTING_WORKERS:] + rest[len(paired) // 2:]
+    paired = [item for pair in zip(longest[:workers], rest) for item in pair]
+    items[:] = paired + longest[workers:] + rest[len(paired) // 2:]
 
 
 def computed_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[], object]) -> object:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import reprlib
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +30,7 @@ STALE_AFTER = 120.0  # a trial whose driver has not beaten for this long is clos
 SCHEMA_ATTEMPTS = 4
 BACKENDS = ("sqlite", "postgresql")  # what a study may live in: what StudyLock can lock
 ARTIFACTS = "artifacts"
+MAX_CLASSES = 100_000  # a class count a study may hold (ImageNet-21k has 21,841)
 SCRAM_ONLY = "scram-sha-256,none"
 """libpq's ``require_auth`` for PostgreSQL unless the user opts out: a password goes only through
 SCRAM, which never shows it to the server, and a server that asks for none (trust, peer) is fine;
@@ -309,3 +311,12 @@ def artifact_store(study_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
     path = study_dir / ARTIFACTS
     path.mkdir(parents=True, exist_ok=True)
     return optuna.artifacts.FileSystemArtifactStore(str(path))
+
+
+def study_num_classes(study) -> int:
+    """The class count a study's costs were computed with (``num_classes``; ImageNet's 1000 for a
+    study without one), checked: a crafted 10^12 would otherwise build a classifier that size."""
+    value = study.user_attrs.get("num_classes", 1000)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
+        raise ValueError(f"the study's num_classes: expected a whole number from 1 to {MAX_CLASSES}, got {reprlib.repr(value)}")
+    return value

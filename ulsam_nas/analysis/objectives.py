@@ -31,7 +31,6 @@ from ..cost import count_cost
 from ..models.genome import Genome
 
 REFERENCE_FACTOR = 1.25  # the hypervolume's reference point: 1.25 x the vanilla backbone's costs
-MAX_CLASSES = 100_000  # a class count a study may hold (ImageNet-21k has 21,841)
 DEFAULT = "top1,macs,params"
 # Trial user attributes and training results the harness writes itself: no objective may take these names.
 RESERVED = frozenset({"genome", "seed", "driver", "fidelity", "dataset", "failure", "infeasible", "paper_label",
@@ -299,15 +298,6 @@ def stored_objective(spec: Any, where: str) -> Objective:
         return Objective(**spec)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
-
-
-def study_num_classes(study) -> int:
-    """The class count a study's costs were computed with (``num_classes``; ImageNet's 1000 for a
-    study without one), checked: a crafted 10^12 would otherwise build a classifier that size."""
-    value = study.user_attrs.get("num_classes", 1000)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
-        raise ValueError(f"the study's num_classes: expected a whole number from 1 to {MAX_CLASSES}, got {reprlib.repr(value)}")
-    return value
 
 
 def parse_limit(objective: Objective, text: str) -> float:

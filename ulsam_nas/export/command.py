@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     study = None
     try:
         if args.study is not None:
-            from ..analysis.objectives import study_num_classes
             from ..analysis.picks import pick_genome
+            from ..studies import study_num_classes
 
             study, pointer = load_study_for_command(args.study)
             num_classes = args.num_classes or study_num_classes(study)

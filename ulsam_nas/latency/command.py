@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis.objectives import study_num_classes
 from ..cli import ArgumentParser, fail, load_study_for_command
 from ..models.genome import Genome
 from ..models.spaces import every_part, load_space, random_genomes
+from ..studies import study_num_classes
 from .table import LatencyTable, check
 from .timing import Target
 

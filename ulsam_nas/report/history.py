@@ -15,8 +15,9 @@ import optuna
 
 from ..analysis.front import genome_stats
 from ..analysis.hypervolume import hypervolume
-from ..analysis.objectives import REFERENCE_FACTOR, Context, Selection, study_num_classes
+from ..analysis.objectives import REFERENCE_FACTOR, Context, Selection
 from ..analysis.pareto import dominates, nondominated
+from ..studies import study_num_classes
 
 
 @dataclass(frozen=True)

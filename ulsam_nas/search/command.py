@@ -22,6 +22,7 @@ from ..analysis.objectives import DEFAULT, REGISTRY, Selection, parse_limit
 from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet_logging, size_trials, start_ray
 from ..data import VAL_FRACTION
 from ..names import STUDIES, folder_in, name_flag
+from ..studies import without_password
 from .ledger import SAMPLERS, StudyMismatch, finished_count
 
 
@@ -153,8 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(error))
     storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
     check_storage(storage_url, study_dir if args.storage is None else None)
-    from ..studies import without_password
-
     storage_url = without_password(storage_url)  # its password stays in this process, for its connections
 
     start_ray(args.address)  # before anything imports Ray: joining a cluster may set its token mode
