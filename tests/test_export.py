@@ -62,6 +62,10 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     loaded = load_clean(out, 224, weights=False)
     assert loaded["params"] == json.loads(cost.stdout)["params"] == 2_630_936
     assert loaded["shape"] == [1, 1000] and loaded["diff"] <= 1e-5
+    import onnx
+
+    onnx_input = onnx.load(out / "model.onnx").graph.input[0]
+    assert onnx_input.name == "x" and onnx_input.type.tensor_type.shape.dim[0].dim_param == "batch"  # any batch size
     arch = json.loads((out / "arch.json").read_text())
     assert arch["genome"] == "mv2_w1.0(13g4,14g4,16g4,17g4)" and arch["paper_label"] == "MV2 (13, 14, 16, 17) g=4"
     assert arch["params"] == 2_630_936
