@@ -19,7 +19,7 @@ from .commands import wait_until
 from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
 
 LONGEST_FIRST = (
-    "test_oneshot_search_scores_confirms_and_reports", "test_killed_supernet_training_resumes_from_its_last_epoch",
+    "test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_reports",
     "test_killed_search_resumes_to_its_budget", "test_search_never_reads_the_test_split",
     "test_training_checkpoints_every_epoch_and_resumes_exactly",
     "test_scores_are_percentages_deterministic_and_leave_the_supernet_alone",

@@ -1,6 +1,6 @@
-"""One-shot mode through the real command: supernet, exploration on one-shot scores,
-standalone confirmation with a random panel, rank agreement with its ceiling and baselines,
-report; and a kill -9 during supernet training."""
+"""One-shot mode through the real command: a kill -9 during supernet training and its resumption,
+exploration on one-shot scores, standalone confirmation with a random panel, rank agreement with
+its ceiling and baselines, the report, and a rerun reusing it all."""
 
 import os
 import re
@@ -51,13 +51,29 @@ def test_a_negative_confirm_panel_is_one_line_exit_2(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
 
 
-def test_oneshot_search_scores_confirms_and_reports(tmp_path):
+def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_reports(tmp_path):
+    """One study through every stage: a driver killed (kill -9, with its Ray processes) during
+    supernet training, the rerun resuming the supernet from its last finished epoch and going on to
+    exploration, confirmation and the report, then a larger budget reusing all of it. One study
+    for all three: each run of the command starts Ray and its workers again, the suite's main cost."""
     space = write_space(tmp_path, TINY_LAYERS)  # 6 genomes
     study_dir = tmp_path / "study"
-    result = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "10", "--confirm", "4",
-                                                          "--repeats", "1", "--supernet-epochs", "2"))
+    args = oneshot_args(space, study_dir, "--budget", "10", "--confirm", "4", "--repeats", "1", "--supernet-epochs", "3")
+    driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    try:
+        wait_until(lambda: list(study_dir.glob("supernet/*/supernet.pt")) or driver.poll() is not None,
+                   "the first supernet checkpoint")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        driver.wait()
+    assert list(study_dir.glob("supernet/*/supernet.pt")), "the driver ended before its first supernet checkpoint"
+
+    result = run_module("ulsam_nas.search", *args)
     assert result.returncode == 0, result.stderr
-    assert "supernet: epoch 2/2" in result.stderr and "oneshot: 10/10 trials" in result.stderr
+    assert re.search(r"supernet: resuming after epoch [12] of 3", result.stderr), result.stderr
+    assert "supernet: epoch 1/3" not in result.stderr and "supernet: epoch 3/3" in result.stderr
+    assert "oneshot: 10/10 trials" in result.stderr
     storage = f"sqlite:///{study_dir / 'study.db'}"
     oneshot = optuna.load_study(study_name="tiny-synthetic-oneshot", storage=storage)
     assert sum(t.state.is_finished() for t in oneshot.trials) == 10
@@ -88,26 +104,6 @@ def test_oneshot_search_scores_confirms_and_reports(tmp_path):
 
     # A larger budget on the same study reuses the supernet and the scores it has.
     again = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "12", "--confirm", "4",
-                                                         "--repeats", "1", "--supernet-epochs", "2"))
+                                                         "--repeats", "1", "--supernet-epochs", "3"))
     assert again.returncode == 0, again.stderr
     assert "supernet: reusing" in again.stderr and "0 of 12 trainings to run" in again.stderr
-
-
-def test_killed_supernet_training_resumes_from_its_last_epoch(tmp_path):
-    space = write_space(tmp_path, TINY_LAYERS)
-    study_dir = tmp_path / "study"
-    args = oneshot_args(space, study_dir, "--budget", "3", "--confirm", "1", "--repeats", "1", "--supernet-epochs", "3",
-                        "--confirm-panel", "0")
-    driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
-    try:
-        wait_until(lambda: list(study_dir.glob("supernet/*/supernet.pt")) or driver.poll() is not None,
-                   "the first supernet checkpoint")
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-        driver.wait()
-    assert list(study_dir.glob("supernet/*/supernet.pt")), "the driver ended before its first supernet checkpoint"
-    result = run_module("ulsam_nas.search", *args)
-    assert result.returncode == 0, result.stderr
-    assert "supernet: resuming after epoch 1 of 3" in result.stderr or "supernet: resuming after epoch 2 of 3" in result.stderr
-    assert "supernet: epoch 1/3" not in result.stderr and "supernet: epoch 3/3" in result.stderr
