@@ -1,12 +1,11 @@
 """Fidelity strings: presets with overrides, their canonical names, and the CLIs that take them."""
 
-import subprocess
 
 import pytest
 
 from ulsam_nas.train.fidelity import FULL, KEYS, PROXY, SMOKE, get_fidelity, parse_fidelity, split_fidelities
 
-from .commands import run_module
+from .commands import run_main
 
 KEY_LIST = "keys: epochs, resolution, width, train_images, test_images, batch, lr"
 
@@ -97,17 +96,14 @@ def test_bad_strings_name_the_problem(text, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def run_cli(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
-    return run_module(module, *args, cwd=cwd)
-
-
 @pytest.mark.parametrize("module, args, message", [
     ("ulsam_nas.train", ["--fidelity", "smoke:foo=1", "--save", "w.pt"], "unknown fidelity key 'foo' in 'smoke:foo=1'"),
     ("ulsam_nas.search", ["--fidelity", "smoke:epochs=0", "--study", "s"], "epochs must be an integer in 1..1000, got '0'"),
     ("ulsam_nas.search", ["--space", "mv1", "--fidelity", "medium", "--study", "s"], "unknown fidelity 'medium'"),
 ])
-def test_clis_refuse_a_bad_fidelity_and_write_nothing(tmp_path, module, args, message):
-    result = run_cli(module, *args, cwd=tmp_path)
+def test_clis_refuse_a_bad_fidelity_and_write_nothing(tmp_path, monkeypatch, module, args, message):
+    monkeypatch.chdir(tmp_path)  # the relative paths given would be written here
+    result = run_main(module, *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,7 @@ from ulsam_nas.latency.timing import Target, time_interleaved
 from ulsam_nas.models.build import PlacedNet
 from ulsam_nas.studies import write_pointer
 
-from .commands import run_module
+from .commands import run_main, run_module
 from .conftest import write_space
 
 TINY_LAYERS = """
@@ -75,7 +75,7 @@ def test_the_command_builds_caches_and_checks_the_table(tmp_path):
     (["--study", "/nonexistent/study"], "no such folder"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
-    result = run_latency(*args)
+    result = run_latency(*args) if args == ["--threads", "0"] else run_main("ulsam_nas.latency", *args)  # one as a process
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -28,7 +28,7 @@ from ulsam_nas.search.schedulers import MultiObjectiveSuccessiveHalving
 from ulsam_nas.studies import open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
-from .commands import run_module
+from .commands import run_main
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
 DEFAULT = Selection.parse("top1,macs,params")
@@ -88,7 +88,7 @@ def test_a_rung_keeps_the_front_and_stops_the_dominated():
 @pytest.mark.parametrize("args, message", [(["--early-stop-grace", "0"], "--early-stop-grace must be at least 1, got 0"),
                                            (["--early-stop-eta", "1"], "--early-stop-eta must be at least 2, got 1")])
 def test_bad_early_stop_settings_are_one_line_exit_2(tmp_path, args, message):
-    result = run_module("ulsam_nas.search", "--early-stop", *args, "--study", str(tmp_path / "s"))
+    result = run_main("ulsam_nas.search", "--early-stop", *args, "--study", str(tmp_path / "s"))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"], result.stderr
     assert not (tmp_path / "s").exists()
 
