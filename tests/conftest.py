@@ -6,6 +6,15 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    # Several pytest workers (``make test``: three on two cores): every process computes on one
+    # thread, these workers and every command and Ray worker they start (which inherit this
+    # environment). Set before numpy and torch load: OpenMP reads it once. Threads that spin-wait
+    # for each other on oversubscribed cores burned 4% of the suite's CPU time.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -20,15 +29,13 @@ from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 -
 
 LONGEST_FIRST = (
     "test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_reports",
-    "test_killed_search_resumes_to_its_budget", "test_search_never_reads_the_test_split",
-    "test_training_checkpoints_every_epoch_and_resumes_exactly",
-    "test_scores_are_percentages_deterministic_and_leave_the_supernet_alone",
-    "test_paper_configuration_exports_standalone_with_the_cost_models_params",
-    "test_a_password_in_the_url_is_used_and_stored_nowhere",
-    "test_final_retrains_the_picks_with_their_seeds_on_the_test_split", "test_contenders_get_k_seeds_within_the_budget",
-    "test_latency_objective_through_search_report_and_export", "test_killed_calibration_resumes_without_retraining",
-    "test_smoke_vanilla_mv2_learns_well_above_chance_but_not_everything", "test_a_driver_killed_mid_run_loses_nothing",
-    "test_a_oneshot_candidate_is_measured_like_any_proxy", "test_two_drivers_share_the_study_and_its_budget",
+    "test_a_driver_killed_mid_run_loses_nothing", "test_killed_search_resumes_to_its_budget",
+    "test_killed_calibration_resumes_without_retraining", "test_two_drivers_share_the_study_and_its_budget",
+    "test_a_oneshot_candidate_is_measured_like_any_proxy", "test_latency_objective_through_search_report_and_export",
+    "test_search_joins_a_cluster_started_with_ray_defaults", "test_drivers_wait_for_each_others_trainings",
+    "test_random_genome_with_trained_weights", "test_a_password_in_the_url_is_used_and_stored_nowhere",
+    "test_contenders_get_k_seeds_within_the_budget", "test_search_never_reads_the_test_split",
+    "test_paper_configuration_exports_standalone_with_the_cost_models_params", "test_trial_states_tell_the_truth",
 )
 """The suite's longest tests, longest first (the CI's ``--durations``)."""
 
@@ -38,12 +45,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     other workers idle. pytest-xdist's load scheduler (``--maxschedchunk 1``) starts each worker
     with two tests, then keeps two queued on each: a short test after each of the ``-n`` longest
     puts them on different workers."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
     longest = sorted((item for item in items if item.originalname in rank), key=lambda item: rank[item.originalname])
     rest = [item for item in items if item.originalname not in rank]  # in file order
-    paired = [item for pair in zip(longest[:workers], rest) for item in pair]
-    items[:] = paired + longest[workers:] + rest[len(paired) // 2:]
+    paired = [item for pair in zip(longest[:WORKERS], rest) for item in pair]
+    items[:] = paired + longest[WORKERS:] + rest[len(paired) // 2:]
 
 
 def computed_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[], object]) -> object:
@@ -82,11 +88,11 @@ __all__ = ["INSERT", "postgres_server", "postgres_url", "random_genome", "ray_cl
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread_per_worker():
-    """With several pytest workers (``make test``: three on two cores), each computes on one thread:
-    workers of two threads each would fight over the cores."""
+    """One torch thread per pytest worker when there are several, even if torch was loaded before
+    this file set OMP_NUM_THREADS."""
     import torch
 
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    if WORKERS > 1:
         torch.set_num_threads(1)
 
 
