@@ -29,6 +29,10 @@ QUICK = "smoke:epochs=1,train_images=320,test_images=100"
 """The training of tests about what the harness does with trainings (resuming, sharing a study,
 kills), not about what a training learns: one epoch on a fifth of smoke's images."""
 
+ONE_AT_A_TIME = ("--concurrency", "1")
+"""For a search command whose test is not about concurrent trials: one trial at a time needs one
+Ray worker, and each worker costs about 4 CPU-s of imports (torch, Ray Tune, torch._dynamo)."""
+
 
 def child_env(*, drop: str = "RAY_ADDRESS", **extra: str) -> dict[str, str]:
     """This process's environment for a command under test, less the variables whose names start

@@ -139,9 +139,13 @@ def test_a_training_larger_than_the_cluster_is_one_line_exit_2(tmp_path):
 CHEAPER = "smoke:epochs=1,train_images=160,test_images=100"  # a candidate with keys of its own: commas inside
 
 
-def test_killed_calibration_resumes_without_retraining(tmp_path):
+def test_killed_calibration_resumes_without_retraining_and_measures_a_oneshot_candidate(tmp_path):
+    """A calibration of a standalone candidate (with keys of its own) and a one-shot one, killed
+    during its trainings: the rerun trains only what did not finish, then scores the panel with a
+    supernet and measures that candidate like any proxy."""
     folder = tmp_path / "cal"
-    args = ["--space", "mv2", "--fidelities", CHEAPER, "--reference", QUICK, "--seeds", "1",
+    oneshot = f"oneshot:{QUICK}"
+    args = ["--space", "mv2", "--fidelities", f"{CHEAPER},{oneshot}", "--reference", QUICK, "--seeds", "1",
             "--panel", "random:3", "--study", str(folder)]
     driver = start_module("ulsam_nas.calibrate", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{folder / 'calibration.db'}"
@@ -157,24 +161,18 @@ def test_killed_calibration_resumes_without_retraining(tmp_path):
         assert after.trials[number].values == values
     keys = [(t.user_attrs["fidelity"], t.user_attrs["genome"], t.user_attrs["seed"])
             for t in after.trials if t.state == TrialState.COMPLETE]
-    assert len(keys) == len(set(keys)) == 6  # 2 fidelities x 3 genomes x 1 seed, none trained twice
+    trainings = [key for key in keys if not key[0].startswith("oneshot:")]
+    assert len(trainings) == len(set(trainings)) == 6  # 2 fidelities x 3 genomes x 1 seed, none trained twice
     assert f"{len(finished) and 6 - len(finished)} of 6 trainings to run" in result.stderr
     assert not [t for t in after.trials if t.state == TrialState.RUNNING]
+    assert f"{oneshot}: training the supernet with seed 0, then scoring 3 genomes" in result.stderr
+    scores = [(genome, seed) for fidelity, genome, seed in keys if fidelity == oneshot]
+    assert len(scores) == 3 and {genome for genome, _ in scores} == {genome for _, genome, _ in trainings}
     written = json.loads((folder / "calibration.json").read_text())
-    assert written["reference"]["fidelity"] == QUICK and written["candidates"][0]["fidelity"] == CHEAPER
-    assert written["candidates"][0]["tau_interval"] is not None
+    assert written["reference"]["fidelity"] == QUICK
+    standalone, scored = written["candidates"]
+    assert standalone["fidelity"] == CHEAPER and standalone["tau_interval"] is not None
+    assert scored["fidelity"] == oneshot and scored["genomes"] == 3 and scored["seconds_per_training"] > 0
     assert "Kendall τ" in result.stdout and ("recommended:" in result.stdout or "no candidate" in result.stdout)
     assert "plotly" in (folder / "calibration.html").read_text()
-
-
-def test_a_oneshot_candidate_is_measured_like_any_proxy(tmp_path):
-    folder = tmp_path / "cal"
-    result = run_cli("--space", "mv2", "--fidelities", f"oneshot:{QUICK}", "--reference", QUICK,
-                     "--seeds", "1", "--panel", "random:4", "--study", str(folder))
-    assert result.returncode == 0, result.stderr
-    assert f"oneshot:{QUICK}: training the supernet with seed 0, then scoring 4 genomes" in result.stderr
-    written = json.loads((folder / "calibration.json").read_text())
-    candidate = written["candidates"][0]
-    assert candidate["fidelity"] == f"oneshot:{QUICK}" and candidate["genomes"] == 4
-    assert candidate["seconds_per_training"] > 0 and "Kendall τ" in result.stdout
     assert list(folder.glob("supernet/*-0/supernet.pt"))  # checkpointed: a rerun scores without training again

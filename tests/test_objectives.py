@@ -25,7 +25,7 @@ from ulsam_nas.search.command import _parser
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.train.fidelity import SMOKE
 
-from .commands import QUICK, run_module
+from .commands import ONE_AT_A_TIME, QUICK, run_module
 from .conftest import write_space
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
@@ -128,7 +128,7 @@ def test_latency_objective_through_search_report_and_export(tmp_path):
     study_dir = tmp_path / "study"
     result = run_module("ulsam_nas.search", "--space", str(space_file), "--budget", "5", "--repeats", "1",
                  "--objectives", "top1,latency,params", "--max-latency", f"{limit:.4f}ms", "--sampler", "random",
-                 "--fidelity", QUICK, "--study", str(study_dir))
+                 "--fidelity", QUICK, "--study", str(study_dir), *ONE_AT_A_TIME)
     assert result.returncode == 0, result.stderr
     assert "latency_ms" in result.stdout and "ms latency" in result.stdout
     study = optuna.load_study(study_name="tiny-synthetic", storage=f"sqlite:///{study_dir / 'study.db'}")

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ulsam_nas.search.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.studies import open_storage
 
-from .commands import QUICK, child_env, finish, run_module, run_program, wait_until
+from .commands import ONE_AT_A_TIME, QUICK, child_env, finish, run_module, run_program, wait_until
 from .conftest import write_space
 from .services import libpq_url
 
@@ -186,7 +186,7 @@ def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
 
 def test_search_joins_a_cluster_started_with_ray_defaults(ray_cluster, tmp_path):
     address, home, log = ray_cluster
-    args = ["--address", address, "--budget", "2", "--fidelity", QUICK, "--study", str(tmp_path / "study")]
+    args = ["--address", address, "--budget", "2", "--fidelity", QUICK, "--study", str(tmp_path / "study"), *ONE_AT_A_TIME]
     joined = run_module("ulsam_nas.search", *args, env=child_env(drop="RAY_", HOME=str(home)))
     assert "Token authentication is enabled" in log.read_text()  # Ray's defaults, with a token in ~/.ray
     assert joined.returncode == 0, joined.stderr[-3000:]

@@ -36,7 +36,7 @@ from ulsam_nas.studies import open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
 from . import layouts
-from .commands import QUICK, run_main, run_module, start_module
+from .commands import ONE_AT_A_TIME, QUICK, run_main, run_module, start_module
 from .conftest import kill_once_running
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
@@ -245,7 +245,7 @@ def test_killed_search_resumes_to_its_budget(tmp_path):
     twice or lost, and the repeats still reach K."""
     study_dir = tmp_path / "study"
     args = ["--space", "mv2", "--budget", "4", "--repeats", "2", "--seed", "2", "--no-paper-seeds", "--fidelity", QUICK,
-            "--study", str(study_dir)]
+            "--study", str(study_dir), *ONE_AT_A_TIME]
     driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{study_dir / 'study.db'}"
     states = kill_once_running(driver, study_dir / "study.db")
@@ -283,7 +283,7 @@ def test_search_never_reads_the_test_split(tmp_path):
         image.write_bytes(b"not an image")
     study_dir = tmp_path / "study"
     result = run_cli("--space", "mv2", "--dataset", f"folder:{root}", "--budget", "2", "--repeats", "1",
-                     "--no-paper-seeds", "--study", str(study_dir))
+                     "--no-paper-seeds", "--study", str(study_dir), *ONE_AT_A_TIME)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="mv2-folder", storage=f"sqlite:///{study_dir / 'study.db'}")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
