@@ -31,7 +31,7 @@ LONGEST_FIRST = (
     "test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_reports",
     "test_a_driver_killed_mid_run_loses_nothing", "test_killed_search_resumes_to_its_budget",
     "test_killed_calibration_resumes_without_retraining_and_measures_a_oneshot_candidate",
-    "test_two_drivers_share_the_study_and_its_budget", "test_latency_objective_through_search_report_and_export",
+    "test_latency_objective_through_search_report_and_export",
     "test_search_joins_a_cluster_started_with_ray_defaults", "test_drivers_wait_for_each_others_trainings",
     "test_random_genome_with_trained_weights", "test_a_password_in_the_url_is_used_and_stored_nowhere",
     "test_contenders_get_k_seeds_within_the_budget", "test_search_never_reads_the_test_split",

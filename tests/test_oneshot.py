@@ -96,7 +96,8 @@ def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_repor
     assert set(stored["pairs"]) == {t.user_attrs["genome"] for t in confirmed}
     assert stored["ceiling_and_baselines"]["repeated"] == 6
     assert "one-shot ranking" in result.stdout and "Front of 'tiny-synthetic'" in result.stdout
-    assert "split-half τ" in result.stdout and "baselines, ranking by cost: MACs τ" in result.stdout
+    assert "ceiling: the standalone means against themselves, split-half τ" in result.stdout  # measured
+    assert "baselines, ranking by cost: MACs τ" in result.stdout
     html = (study_dir / "report" / "report.html").read_text()
     assert "One-shot scores against standalone training" in html
     genomes = pd.read_csv(study_dir / "report" / "genomes.csv")

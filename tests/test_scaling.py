@@ -64,16 +64,6 @@ def assert_study_is_whole(trials, budget: int) -> None:
     assert len(labels) == len(set(labels)), labels  # each paper configuration once
 
 
-def test_two_drivers_share_the_study_and_its_budget(postgres_url, tmp_path):
-    drivers = [start_driver(postgres_url, tmp_path / f"driver{i}", "--budget", "8") for i in (1, 2)]
-    for driver in drivers:
-        finish_driver(driver)
-    trials = load(postgres_url)
-    assert_study_is_whole(trials, budget=8)
-    assert len(trainings(trials)) == 8  # all paper configurations: none reused
-    assert len({t.user_attrs["driver"] for t in trials}) == 2  # both drivers trained
-
-
 def test_drivers_wait_for_each_others_trainings(postgres_url, tmp_path):
     """Two genomes, two seeds each and 8 trials: most proposals repeat a (genome, seed) that the
     study holds or that the other driver is training, and each is reused, never trained again."""
@@ -101,6 +91,9 @@ def running_and_complete(url: str, pid: int) -> tuple[int, int]:
 
 
 def test_a_driver_killed_mid_run_loses_nothing(postgres_url, tmp_path):
+    """Two drivers share a study and its budget, one killed with kill -9 mid-run: the other closes
+    the killed driver's trial, trains it again and fills the budget. (Two drivers that both run to
+    the end of a shared budget: test_drivers_wait_for_each_others_trainings.)"""
     victim = start_driver(postgres_url, tmp_path / "victim", "--budget", "8")
     survivor = start_driver(postgres_url, tmp_path / "survivor", "--budget", "8")
 
@@ -131,6 +124,8 @@ def test_a_driver_killed_mid_run_loses_nothing(postgres_url, tmp_path):
     rerun = [t for t in trials if t.user_attrs.get("rerun_of") == killed[0]]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
     assert rerun[0].user_attrs["seed"] == before[killed[0]][2]  # the same training, run again
+    assert len(trainings(trials)) == 8  # the first 8 paper configurations, each trained once: none reused
+    assert len({t.user_attrs["driver"] for t in trials}) == 2  # both drivers trained
 
 
 def test_a_silent_driver_elsewhere_loses_its_trials_to_the_heartbeat(tmp_path):

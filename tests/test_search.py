@@ -205,11 +205,7 @@ def test_contenders_get_k_seeds_within_the_budget(tmp_path, capsys):
     assert study.user_attrs["seed_sigma_df"] == front.noise.df > 0
     err = capsys.readouterr().err
     assert f"({len(repeats)} repeats)" in err and f"σ {front.noise.sigma:.1f} pp (df {front.noise.df})" in err
-
-    # --repeats 1: one seed per genome, as before.
-    (tmp_path / "one").mkdir()
-    one = run_search(config(tmp_path / "one", budget=6, repeats=1, sampler="random"), trainer=scripted_trainer)
-    assert not [t for t in one.trials if "repeat_of" in t.user_attrs]
+    # --repeats 1 (one seed per genome, a genome proposed again reuses its result): test_trial_states_tell_the_truth.
 
 
 def final_trainer(genome, data, fidelity, seed=0, device=None, evaluate_on="val", **_):
