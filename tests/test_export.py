@@ -58,7 +58,7 @@ def test_paper_configuration_exports_standalone_with_the_cost_models_params(tmp_
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "arch.json", "model.onnx", "model.pt2", "model.py", "model.ts"]
     source = (out / "model.py").read_text()
     assert "from ulsam_nas" not in source and "import ulsam_nas" not in source
-    cost = run_module("ulsam_nas.cost", "--space", "mv2", "--genome", "(13, 14, 16, 17)", "--g", "4", "--json")
+    cost = run_main("ulsam_nas.cost", "--space", "mv2", "--genome", "(13, 14, 16, 17)", "--g", "4", "--json")
     loaded = load_clean(out, 224, weights=False)
     assert loaded["params"] == json.loads(cost.stdout)["params"] == 2_630_936
     assert loaded["shape"] == [1, 1000] and loaded["diff"] <= 1e-5
