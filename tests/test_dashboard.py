@@ -167,7 +167,7 @@ def seeded_trainer(genome, data, fidelity, seed=0, report=None, device=None, **s
 def test_the_search_publishes_the_front_at_its_end(tmp_path, local_ray):
     config = SearchConfig(space=load_space("mv2"), data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE, budget=6,
                           storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="search", study_dir=tmp_path,
-                          concurrency=2, paper_seeds=False)
+                          concurrency=1, paper_seeds=False)
     study = run_search(config, trainer=seeded_trainer)
     assert sorted(stored_figures(config.storage_url, "search")) == FIGURE_IDS
     genomes = len(Front.of_study(study).stats)

@@ -88,7 +88,7 @@ def test_a_toy_objective_needs_one_registry_entry_and_one_value_source(toy_objec
     space = load_space(str(write_space(tmp_path, TINY_LAYERS)))
     config = SearchConfig(space=space, data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE,
                           budget=8, storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="toy",
-                          study_dir=tmp_path, concurrency=2, paper_seeds=False, sampler="random", repeats=1,
+                          study_dir=tmp_path, concurrency=1, paper_seeds=False, sampler="random", repeats=1,
                           objectives="top1,ulsam_modules,macs", limits={"ulsam_modules": 1})
     study = run_search(config, trainer=fake_trainer)
     assert study.metric_names == ["top1", "ulsam_modules", "macs"]

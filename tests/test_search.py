@@ -71,10 +71,12 @@ def slow_trainer(genome, data, fidelity, seed=0, report=None, device=None, **spl
 
 
 def config(tmp_path: Path, budget: int, **overrides) -> SearchConfig:
+    """A search of mv2 on the scripted trainers, one trial at a time unless a test is about
+    trials in flight together (each concurrent trial starts a Ray worker: about 3 CPU-s of imports)."""
     space = load_space("mv2")
     settings = dict(space=space, data=DataSpec("synthetic"), num_classes=10, fidelity=SMOKE, budget=budget,
                     storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="test", study_dir=tmp_path,
-                    concurrency=2, paper_seeds=False)
+                    concurrency=1, paper_seeds=False)
     settings.update(overrides)
     return SearchConfig(**settings)
 
@@ -91,7 +93,8 @@ def trials_by_genome(study):
 
 
 def test_trial_states_tell_the_truth(tmp_path, capsys):
-    cfg = config(tmp_path, budget=5, repeats=1)  # one seed per genome: a duplicate is a reuse
+    # One seed per genome: a duplicate is a reuse. Two at once: the duplicate may wait for its twin in flight.
+    cfg = config(tmp_path, budget=5, repeats=1, concurrency=2)
     enqueue(cfg, RAISES, GIVES_NAN, "mv2_w1.0()", "mv2_w1.0(13g4)", "mv2_w1.0()")
     study = run_search(cfg, trainer=scripted_trainer)
 
@@ -130,7 +133,7 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
 
 
 def test_a_genome_proposed_again_gets_its_next_seed(tmp_path):
-    cfg = config(tmp_path, budget=3, repeats=2, concurrency=1)
+    cfg = config(tmp_path, budget=3, repeats=2)
     enqueue(cfg, "mv2_w1.0(13g4)", "mv2_w1.0(13g4)", "mv2_w1.0(13g4)")
     study = run_search(cfg, trainer=scripted_trainer)
     first, second, third = study.trials
@@ -140,7 +143,8 @@ def test_a_genome_proposed_again_gets_its_next_seed(tmp_path):
 
 
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
-    cfg = config(tmp_path, budget=10, fidelity=replace(SMOKE, epochs=4), early_stop=True, sampler="random", seed=3)
+    cfg = config(tmp_path, budget=10, fidelity=replace(SMOKE, epochs=4), early_stop=True, sampler="random", seed=3,
+                 concurrency=2)  # ASHA judges trials that run beside each other
     study = run_search(cfg, trainer=slow_trainer)
     states = [t.state for t in study.trials]
     assert states.count(TrialState.RUNNING) == 0 and len(states) == 10
