@@ -20,6 +20,9 @@ from .commands import run_main, run_module
 from .conftest import computed_once
 
 TINY = replace(SMOKE, epochs=1, train_subset=None, test_subset=None, batch_size=8, recalibration_images=8)
+FIFTH = "smoke:train_images=320,test_images=100"
+"""Smoke's network and schedule on a fifth of its images: for what a training does (its output,
+files, determinism), not for what it learns."""
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +56,10 @@ def test_smoke_vanilla_mv2_learns_well_above_chance_but_not_everything(vanilla_r
 
 
 def test_training_is_deterministic_for_a_seed_on_cpu():
-    # Smoke's two epochs and its schedule on a fifth of its images: the same code path, at a fifth of the cost.
-    fifth = replace(SMOKE, train_subset=320, test_subset=100)
     runs = []
     for _ in range(2):
         losses = []
-        result = train(Genome("mv2"), "synthetic", fifth, seed=0, report=lambda epoch, metrics: losses.append(metrics["loss"]))
+        result = train(Genome("mv2"), "synthetic", FIFTH, seed=0, report=lambda epoch, metrics: losses.append(metrics["loss"]))
         runs.append((result.top1, result.top5, losses))
     assert runs[0] == runs[1] and len(runs[0][2]) == 2
 
@@ -169,10 +170,6 @@ def test_full_fidelity_is_the_papers_recipe():
     assert five.epochs == 5 and five.name == "smoke:epochs=5"
     with pytest.raises(ValueError, match="unknown fidelity"):
         get_fidelity("medium", "mv2")
-
-
-FIFTH = "smoke:train_images=320,test_images=100"
-"""Smoke's network on a fifth of its images: for the command's output and files, not for what it learns."""
 
 
 def test_train_cli_trains_prints_and_saves(tmp_path):
