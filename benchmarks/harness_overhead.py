@@ -25,7 +25,7 @@ from ray import cloudpickle
 from ulsam_nas.cost import count_cost
 from ulsam_nas.data import DataSpec
 from ulsam_nas.models.spaces import load_space
-from ulsam_nas.search.ledger import make_sampler
+from ulsam_nas.search.policy import make_sampler
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.studies import open_storage
 from ulsam_nas.train.fidelity import SMOKE

@@ -1,4 +1,5 @@
-"""The search: the Ray-free study ledger (``ledger``), Ray Tune's side (``trainable`` in the
+"""The search: the Ray-free study ledger (``ledger``: drivers, interrupted trials, counts) and search
+policy (``policy``: what trains next, for every strategy and the simulator), Ray Tune's side (``trainable`` in the
 workers; ``searchers``, ``schedulers``, ``progress`` and ``runner`` in the driver), the one-shot
 strategy (``oneshot``), the final retraining on the test split (``final``), and what a search
 prints when it ends (``result``).

@@ -23,7 +23,8 @@ from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet
 from ..data import VAL_FRACTION
 from ..names import STUDIES, folder_in, name_flag
 from ..studies import without_password
-from .ledger import SAMPLERS, StudyMismatch, finished_count
+from .ledger import StudyMismatch, finished_count
+from .policy import SAMPLERS
 
 
 def _parser() -> ArgumentParser:
@@ -129,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         if data.name in READERS:
             for split in splits:
                 READERS[data.name](data.root, split)  # the layout, before anything starts
+        landscape = None
+        if data.name == "landscape":  # a simulated truth, no images (ulsam_nas.landscapes)
+            from ..landscapes import load_landscape
+
+            landscape = load_landscape(str(data.root), space)
+            if args.strategy == "oneshot":
+                fail("--strategy oneshot trains a supernet on images; a landscape has none (use standalone)")
         Selection.parse(args.objectives, args.cost_tolerance)
         maxima = {}  # --max-NAME
         for objective in REGISTRY.values():
@@ -165,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         fidelity = fidelity or parse_fidelity("proxy" if resources.cluster_has_gpus else "smoke", space.backbone)
-        print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
-        # The trials get the cache keys computed here, so none of them lists or stats the files again.
-        train_set = load_images(data, "train", fidelity.resolution)
-        num_classes = len(train_set.classes)
-        data = data.with_cache_key("train", fidelity.resolution, train_set.key)
-        if args.final:
-            data = data.with_cache_key("test", fidelity.resolution, load_images(data, "test", fidelity.resolution).key)
+        if landscape is not None:
+            print(landscape.describe(space), file=sys.stderr)
+            num_classes = landscape.num_classes
+        else:
+            print(f"preparing {data} at {fidelity.resolution}px ...", file=sys.stderr)
+            # The trials get the cache keys computed here, so none of them lists or stats the files again.
+            train_set = load_images(data, "train", fidelity.resolution)
+            num_classes = len(train_set.classes)
+            data = data.with_cache_key("train", fidelity.resolution, train_set.key)
+            if args.final:
+                data = data.with_cache_key("test", fidelity.resolution, load_images(data, "test", fidelity.resolution).key)
     except ValueError as error:
         fail(str(error))
     config = SearchConfig(

@@ -49,7 +49,8 @@ from ..models.genome import Genome
 from ..models.spaces import SearchSpace, random_genomes
 from ..report.publish import DashboardPublisher
 from ..studies import StudyLock, open_storage
-from .ledger import close_interrupted, make_sampler, open_study
+from .ledger import close_interrupted, open_study
+from .policy import FINISHED, SearchPolicy, make_sampler
 from .runner import SearchConfig, make_tuner, open_search_study, search_identity, train_plan
 from .trainable import set_up_worker
 
@@ -113,50 +114,29 @@ def train_supernet_on_ray(config: SearchConfig, epochs: int, folder: Path, resou
 
 
 def explore(study: optuna.Study, config: SearchConfig, selection: Selection, context: Context, scorer) -> None:
-    """Score genomes the sampler proposes until the one-shot study holds ``config.budget`` finished trials."""
-    trials = study.get_trials(deepcopy=False)
-    for trial in trials:  # one driver per one-shot study: what it left RUNNING was interrupted
-        if trial.state == TrialState.RUNNING:
-            study.tell(trial.number, state=TrialState.FAIL)
-    scored = {t.user_attrs["genome"]: t.values for t in trials if t.state == TrialState.COMPLETE}
-    # Scored, rejected by a limit, or failed with a reason; not the interrupted ones closed above.
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) or
-                   (t.state == TrialState.FAIL and "failure" in t.user_attrs) for t in trials)
-    if config.paper_seeds and not trials:
-        for genome, label in config.space.paper_genomes():
-            if config.space.contains(genome):
-                study.enqueue_trial(config.space.params(genome), user_attrs={"paper_label": label})
+    """Score genomes the sampler proposes until the one-shot study holds ``config.budget`` finished
+    trials, through the search policy with one seed per genome: a genome proposed again reuses its score."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # One driver per one-shot study: what it left RUNNING was interrupted.
+        study.tell(trial.number, state=TrialState.FAIL)
+    policy = SearchPolicy(study, config.space, selection, context, config.budget, base_seed=config.seed, repeats=1,
+                          limits=config.limits, paper_seeds=config.paper_seeds, trial_attrs={"score_source": "oneshot"})
+    policy.read()
     started = last = time.time()
     done_here = 0
-    while finished < config.budget:
-        trial = study.ask()
-        genome = config.space.suggest(trial)
-        costs = selection.costs(genome, context, config.limits)
-        for name, value in {"genome": str(genome), "seed": config.seed, "score_source": "oneshot", **costs}.items():
-            trial.set_user_attr(name, value)
-        infeasible = over_limit(costs, config.limits)
-        if infeasible:
-            trial.set_user_attr("infeasible", infeasible)
-            study.tell(trial, state=TrialState.PRUNED)
-        elif str(genome) in scored:
-            study.tell(trial, scored[str(genome)])
+    while (training := policy.next_training()) not in (FINISHED, None):
+        try:
+            score = scorer(Genome.from_string(training.genome))
+        except Exception as error:  # noqa: BLE001 - a failure fails this trial only, with its reason
+            policy.finish(training.trial, TrialState.FAIL, failure=f"{type(error).__name__}: {error}")
         else:
-            try:
-                score = scorer(genome)
-            except Exception as error:  # noqa: BLE001 - a failure fails this trial only, with its reason
-                trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                values = selection.values(score, [costs[o.name] for o in selection.computed])
-                scored[str(genome)] = values
-                study.tell(trial, values)
-                done_here += 1
-        finished += 1
+            policy.finish(training.trial, TrialState.COMPLETE, score)
+            done_here += 1
         now = time.time()
-        if now - last >= PROGRESS_SECONDS or finished == config.budget:
+        if now - last >= PROGRESS_SECONDS or policy.tally.finished == config.budget:
             last = now
             per = (now - started) / max(done_here, 1)
-            print(f"oneshot: {finished}/{config.budget} trials, {len(scored)} genomes scored "
+            print(f"oneshot: {policy.tally.finished}/{config.budget} trials, {len(policy.completed)} genomes scored "
                   f"({per:.2f}s per genome), elapsed {now - started:.0f}s", file=sys.stderr, flush=True)
 
 
@@ -280,7 +260,7 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     if todo:
         train_plan(study, storage, todo, config.data, config.space, config.num_classes, config.val_fraction,
                    config.resources, config.concurrency, config.study_dir, trainer,
-                   objectives=(selection, context), attrs={"score_source": "standalone"}, labels=labels,
+                   objectives=(selection, context), attrs={"score_source": "standalone"},
                    task="confirm")
 
     agreement = measure_agreement(Front.of_study(study), dict(ranking), scorer, context)

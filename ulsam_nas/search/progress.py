@@ -1,5 +1,5 @@
 """What the user sees while trials run, instead of Ray's tables: the search's live status line
-(``ProgressLine``, counted by ``ledger.Tally``), which also publishes the front to the dashboard, and a
+(``ProgressLine``, counted by ``policy.Tally``), which also publishes the front to the dashboard, and a
 periodic line for a fixed plan of trainings (``PlanProgress``: a calibration, a one-shot search's
 confirmations).
 """
@@ -33,7 +33,7 @@ class ProgressLine(tune.Callback):
         self.publisher = DashboardPublisher(searcher.study, searcher.lock)
 
     def line(self) -> str:
-        tally, front = self.searcher.tally, self.searcher.ledger.front
+        tally, front = self.searcher.tally, self.searcher.policy.front
         elapsed = time.time() - self.started
         done_here = tally.finished - self.first_finished
         remaining = max(0, self.budget - tally.finished)

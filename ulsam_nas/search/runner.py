@@ -6,7 +6,7 @@ one-shot search's supernet training too.
 
 The trainable is in ``trainable.py``, the searchers that decide what trains and how it ends in
 the study in ``searchers.py``, the lines the user sees in ``progress.py``, and the study's
-bookkeeping in ``ledger.py``. Importing this module imports Ray: the commands import it after
+bookkeeping in ``ledger.py`` and what trains next in ``policy.py``. Importing this module imports Ray: the commands import it after
 ``cli.start_ray``.
 """
 
@@ -30,22 +30,24 @@ from ..data import VAL_FRACTION, DataSpec
 from ..models.spaces import SearchSpace
 from ..studies import StudyLock, open_storage
 from ..train.fidelity import Fidelity
-from .ledger import (
-    INTERRUPTED,
-    Ledger,
-    close_interrupted,
-    finished_count,
-    make_sampler,
-    open_study,
-    pending_paper_configurations,
-    requeue_stale,
-)
+from .ledger import INTERRUPTED, close_interrupted, driver_identity, open_study, requeue_stale
+from .policy import SearchPolicy, make_sampler
 from .progress import PlanProgress, ProgressLine
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .searchers import PlanSearcher, StudySearcher
 from .trainable import Trainer, TrialSettings, run_calibration_trial, run_trial
 
 DRIVER_SEED_STRIDE = 1_000_003  # sampler seeds of drivers started on one study: far apart
+
+
+def trainer_for(data: DataSpec) -> Trainer:
+    """What trains a trial on ``data``: the training loop, or for a landscape (a simulated data
+    set whose truth is known) its trainer, which reports the landscape's values without training."""
+    if data.name == "landscape":
+        from ..landscapes.trainer import train
+    else:
+        from ..train.loop import train
+    return train
 
 
 def make_tuner(trainable: Callable, parameters: dict[str, Any], resources: dict[str, float], name: str,
@@ -128,9 +130,7 @@ def open_search_study(storage: optuna.storages.BaseStorage, config: SearchConfig
 def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.Study:
     """Run (or resume) the search until the study holds ``config.budget`` finished trials.
     Ray must be initialised (``ray.init``) by the caller."""
-    if trainer is None:
-        from ..train.loop import train as trainer
-
+    trainer = trainer or trainer_for(config.data)
     selection = Selection.parse(config.objectives, config.cost_tolerance)
     context = Context(config.space, config.num_classes, config.latency_device, config.latency_threads)
     # Before the study is touched: a latency objective times its table here, once per machine.
@@ -147,25 +147,25 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
         study.sampler = make_sampler(config.sampler, config.seed + len(study.get_trials(deepcopy=False))
                                      + DRIVER_SEED_STRIDE * starts, config.budget, None)
         closed = close_interrupted(study, storage)
-        finished = finished_count(study)
-        paper = pending_paper_configurations(study.get_trials(deepcopy=False), config.space) if config.paper_seeds else []
+        policy = SearchPolicy(study, config.space, selection, context, config.budget, base_seed=config.seed,
+                              repeats=config.repeats, limits=config.limits, paper_seeds=config.paper_seeds,
+                              trial_attrs={"fidelity": config.fidelity.name, "dataset": str(config.data)},
+                              driver=driver_identity())
+        policy.read()
     if closed:
         print(f"closed {len(closed)} interrupted trial(s) ({', '.join(map(str, closed))}) as FAIL; "
               f"their trainings run again", file=sys.stderr)
-    if paper and finished < config.budget:
-        print(f"{len(paper)} paper configuration(s) train first", file=sys.stderr)
-    if finished >= config.budget:
-        print(f"budget already met: study {config.study_name!r} holds {finished} finished trials "
+    if policy.paper and policy.tally.finished < config.budget:
+        print(f"{len(policy.paper)} paper configuration(s) train first", file=sys.stderr)
+    if policy.tally.finished >= config.budget:
+        print(f"budget already met: study {config.study_name!r} holds {policy.tally.finished} finished trials "
               f"(budget {config.budget})", file=sys.stderr)
         lock.close()
         return study
 
-    ledger = Ledger(config.seed, config.repeats, selection)
-    trial_attrs = {"fidelity": config.fidelity.name, "dataset": str(config.data)}
     scheduler = MultiObjectiveSuccessiveHalving(selection, config.fidelity.epochs, config.early_stop_grace,
                                                 config.early_stop_eta) if config.early_stop else None
-    searcher = StudySearcher(study, storage, lock, config.space, config.budget, context, ledger,
-                             trial_attrs, config.limits, config.paper_seeds, scheduler)
+    searcher = StudySearcher(study, storage, lock, policy, scheduler)
     progress = ProgressLine(searcher, config.budget)
     settings = TrialSettings(config.data, config.fidelity, config.val_fraction, selection.trained.metric)
     tuner = make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources, config.study_name,
@@ -185,12 +185,10 @@ def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: 
                data: DataSpec, space: SearchSpace,
                num_classes: int, val_fraction: float, resources: dict[str, float], concurrency: int, study_dir: Path,
                trainer: Trainer | None = None, objectives: tuple[Selection, Context] | None = None,
-               attrs: dict | None = None, labels: dict[str, str] | None = None, task: str = "calibrate") -> None:
+               attrs: dict | None = None, task: str = "calibrate") -> None:
     """Run the (fidelity, genome, seed) trainings as Ray Tune trials. Ray must be initialised."""
-    if trainer is None:
-        from ..train.loop import train as trainer
-    searcher = PlanSearcher(study, storage, jobs, num_classes, {"dataset": str(data), **(attrs or {})}, objectives,
-                            labels)
+    trainer = trainer or trainer_for(data)
+    searcher = PlanSearcher(study, storage, jobs, space, num_classes, {"dataset": str(data), **(attrs or {})}, objectives)
     tuner = make_tuner(run_calibration_trial, {"data": data, "backbone": space.backbone, "val_fraction": val_fraction,
                                                "trainer": trainer},
                        resources, study.study_name, study_dir, PlanProgress(searcher, task), searcher,

@@ -1,0 +1,435 @@
+"""The search policy: one object that decides, for every strategy, what trains next and how each
+training ends in the study. Ray-free: the Ray Tune searchers (``searchers.py``), the one-shot
+exploration and the simulator (``ulsam_nas.simulate``) all drive this object, so a simulation
+measures the policy a real search runs, not a copy of it.
+
+A driver reads the study (``read``, under the study's lock when drivers share it), asks for the
+next training (``next_training``) and reports how it ended (``finish``). Nothing else writes the
+policy's state. A trial is one (genome, seed) training.
+
+- **What next.** First a re-run queued in the study (an interrupted training), then the paper's
+  configurations not yet in the study, then the plan's next job (a fixed plan: a calibration, a
+  one-shot search's confirmations), or, for a sampled search (``next_step``): repeats for every
+  *contender* (a genome on the front by mean, ``Front.contenders``) with fewer than K seeds,
+  fewest seeds first; then a new genome from the sampler while the rest of the budget can still
+  confirm it and the genomes in flight; then wait for the trainings in flight; at the very end,
+  repeats for the undecided genomes nearest the front (beaten by mean, not clearly). A clearly
+  dominated genome is settled: no repeat.
+- **Seeds.** The k-th training of a genome uses seed ``base + k``. An enqueued trial brings its
+  seed; the sampler proposing a genome it has trained before buys another seed of it (up to K).
+- **Reuse.** A (genome, seed) already COMPLETE is reused, never trained twice; one being trained
+  by any driver is waited for. A genome over a ``--max-NAME`` limit is PRUNED untrained.
+- **Counts.** A trial counts toward the budget once it is COMPLETE, PRUNED or FAIL, except an
+  interrupted one (its training runs again): ``ledger.counts_toward_budget``, one rule for all.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..analysis.front import Front, GenomeStats, dominates_by_mean, seed_noise
+from ..analysis.objectives import Context, Selection, over_limit
+from ..models.genome import Genome
+from ..models.spaces import SearchSpace
+from .ledger import INTERRUPTED, counts_toward_budget, is_interrupted, rerun_attrs
+
+Key = tuple[str, int]  # (genome, seed)
+FINISHED = "finished"  # next_training: the budget is spent and nothing is in flight here
+SAMPLE, WAIT = "sample", "wait"
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Train ``genome`` again with ``seed`` (its first training was trial ``first``)."""
+
+    genome: str
+    seed: int
+    first: int
+
+
+@dataclass(frozen=True)
+class PlannedTraining:
+    """One training of a fixed plan, with the user attributes its trial carries (its fidelity)."""
+
+    genome: str
+    seed: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a driver trains: Optuna trial ``trial``, of (``genome``, ``seed``), with the genome's
+    computed objectives ``costs`` (the scheduler ranks on them, the study stores them)."""
+
+    trial: optuna.Trial
+    genome: str
+    seed: int
+    costs: dict[str, float]
+
+
+@dataclass
+class Tally:
+    """The study's finished trials, counted one way for the budget, the progress line and reports."""
+
+    finished: int = 0
+    trainings: int = 0  # finished trials that trained (not reused, not rejected by a constraint)
+    repeats: int = 0  # of those, trainings of a genome's second or later seed
+    failed: int = 0
+    pruned: int = 0
+    reused: int = 0
+
+    def count(self, trial: optuna.trial.FrozenTrial | optuna.Trial, state: TrialState) -> None:
+        reused = "reused_from" in trial.user_attrs
+        trained = not reused and "infeasible" not in trial.user_attrs
+        self.finished += 1
+        self.trainings += trained
+        self.repeats += trained and "repeat_of" in trial.user_attrs
+        self.reused += reused
+        self.failed += state == TrialState.FAIL
+        self.pruned += state == TrialState.PRUNED
+
+    @classmethod
+    def of(cls, trials: list[optuna.trial.FrozenTrial]) -> Tally:
+        tally = cls()
+        for trial in trials:
+            if counts_toward_budget(trial):
+                tally.count(trial, trial.state)
+        return tally
+
+
+def pending_paper_configurations(trials: list[optuna.trial.FrozenTrial], space: SearchSpace) -> list[tuple[Genome, str]]:
+    """The paper configurations the space can express that no trial of the study (``trials``,
+    any state, queued ones included) holds yet. The policy enqueues them one at a time ahead of
+    everything else except re-runs of interrupted trials, under the study's lock, so each is
+    enqueued once however many drivers share the study."""
+    present = {t.user_attrs.get("paper_label") for t in trials} | {t.user_attrs.get("genome") for t in trials}
+    return [(g, label) for g, label in space.paper_genomes()
+            if space.contains(g) and label not in present and str(g) not in present]
+
+
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    # A population of about budget / 8 (at least 8) gives several generations in a budget.
+    "nsga2": lambda seed, budget, constraints: optuna.samplers.NSGAIISampler(
+        population_size=max(8, min(50, budget // 8)), seed=seed, constraints_func=constraints),
+    "tpe": lambda seed, budget, constraints: optuna.samplers.TPESampler(seed=seed, constraints_func=constraints),
+    "gp": lambda seed, budget, constraints: optuna.samplers.GPSampler(seed=seed, constraints_func=constraints),
+    "random": lambda seed, budget, constraints: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+def make_sampler(name: str, seed: int, budget: int, constraints: Callable | None) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](seed, budget, constraints)
+
+
+class SearchPolicy:
+    """What trains next and how it ends, for one driver of ``study`` (module docstring).
+
+    ``plan``: a fixed list of trainings instead of the sampler (no repeats, reuse or paper
+    queue: a calibration trains one (genome, seed) at several fidelities). ``selection`` None:
+    the trial's value is the training metric alone (a calibration study), its costs
+    ``costs_of(genome)`` stored as user attributes only."""
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, selection: Selection | None, context: Context | None,
+                 budget: int, *, base_seed: int = 0, repeats: int = 1, limits: dict[str, float] | None = None,
+                 paper_seeds: bool = True, trial_attrs: dict[str, Any] | None = None, driver: str = "",
+                 plan: list[PlannedTraining] | None = None,
+                 costs_of: Callable[[Genome], dict[str, float]] | None = None) -> None:
+        self.study, self.space, self.selection, self.context = study, space, selection, context
+        self.budget, self.base_seed, self.repeats = budget, base_seed, repeats
+        self.limits = dict(limits or {})  # objective name -> the largest value allowed (--max-NAME)
+        self.paper_seeds, self.trial_attrs, self.driver = paper_seeds, dict(trial_attrs or {}), driver
+        self.plan = None if plan is None else list(plan)
+        self.costs_of = costs_of or (lambda genome: self.selection.costs(genome, self.context, self.limits))
+        self.labels = space.paper_labels()
+        # The study's trainings: COMPLETE ones by (genome, seed), and those in flight in any driver.
+        self.completed: dict[Key, tuple[int, list[float]]] = {}  # -> (trial number, values)
+        self.in_flight: dict[Key, int] = {}  # -> trial number of the training
+        self.first_trial: dict[str, int] = {}
+        self.params: dict[str, dict] = {}
+        self.genome_labels: dict[str, str] = {}
+        self._front: Front | None = None
+        # This driver's trials: its trainings, its copies waiting for a (genome, seed) in flight,
+        # and the trainings of other drivers those copies wait for.
+        self.training: dict[Key, optuna.Trial] = {}
+        self.waiting: dict[Key, list[optuna.Trial]] = {}
+        self.awaited: dict[Key, int] = {}
+        self.tally = Tally()
+        self.running_in_study = 0  # RUNNING trials of every driver
+        self.queued = False  # the study's queue holds a WAITING trial (a re-run)
+        self.paper: list[tuple[Genome, str]] = []
+
+    # -- the study as this driver sees it ---------------------------------------------------------
+
+    def read(self, trials: list[optuna.trial.FrozenTrial] | None = None) -> None:
+        """Take in the study's trials (read now when not given): COMPLETE trainings, the RUNNING
+        trainings of every driver (a trial waiting for another's result trains nothing), the
+        counts, the queue and the paper configurations still to enqueue."""
+        trials = self.study.get_trials(deepcopy=False) if trials is None else trials
+        self.in_flight = {}
+        for trial in sorted(trials, key=lambda t: t.number):
+            if "genome" not in trial.user_attrs:
+                continue
+            key = (trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0)))
+            if trial.state == TrialState.COMPLETE:
+                self._record(key, trial.number, trial.values, trial.params, trial.user_attrs.get("paper_label", ""))
+            elif trial.state == TrialState.RUNNING and "waits_for" not in trial.user_attrs:
+                self.in_flight.setdefault(key, trial.number)
+        self.tally = Tally.of(trials)
+        self.running_in_study = sum(t.state == TrialState.RUNNING for t in trials)
+        self.queued = any(t.state == TrialState.WAITING for t in trials)
+        self.paper = pending_paper_configurations(trials, self.space) if self.paper_seeds and self.plan is None else []
+
+    def _record(self, key: Key, number: int, values: list[float], params: dict, label: str = "") -> None:
+        if key in self.completed:
+            return
+        self.completed[key] = (number, values)
+        self.first_trial.setdefault(key[0], number)
+        self.params.setdefault(key[0], params)
+        if label:
+            self.genome_labels.setdefault(key[0], label)
+        self._front = None
+
+    def stats(self) -> list[GenomeStats]:
+        by_genome: dict[str, list[tuple[int, int, list[float]]]] = {}
+        for (genome, seed), (number, values) in self.completed.items():
+            by_genome.setdefault(genome, []).append((number, seed, values))
+        stats = []
+        for genome, runs in by_genome.items():
+            runs.sort()
+            scores = tuple(self.selection.split(v)[0] for _, _, v in runs)
+            costs = self.selection.split(runs[0][2])[1]
+            stats.append(GenomeStats(genome, tuple(s for _, s, _ in runs), scores, costs, runs[0][0],
+                                     self.genome_labels.get(genome, "")))
+        return sorted(stats, key=lambda s: s.trial)
+
+    @property
+    def front(self) -> Front:
+        if self._front is None:
+            self._front = Front.of(self.stats(), self.selection)
+        return self._front
+
+    @property
+    def in_flight_here(self) -> int:
+        return len(self.training) + sum(len(w) for w in self.waiting.values())
+
+    def held(self) -> list[optuna.Trial]:
+        """The RUNNING trials this driver holds: its trainings and its waiting copies."""
+        return [*self.training.values(), *(t for ts in self.waiting.values() for t in ts)]
+
+    # -- what next --------------------------------------------------------------------------------
+
+    def seeds_claimed(self, genome: str) -> set[int]:
+        return {s for g, s in [*self.completed, *self.in_flight] if g == genome}
+
+    def next_seed(self, genome: str) -> int:
+        """``base + k`` for the smallest k this genome has not trained and is not training."""
+        claimed, k = self.seeds_claimed(genome), 0
+        while self.base_seed + k in claimed:
+            k += 1
+        return self.base_seed + k
+
+    def _repeat(self, genome: str) -> Repeat:
+        return Repeat(genome, self.next_seed(genome), self.first_trial[genome])
+
+    def next_step(self, remaining: int) -> Repeat | str:
+        """What a sampled search trains next with ``remaining`` trials of the budget not yet
+        finished or in flight: a ``Repeat``, ``SAMPLE`` (ask the sampler) or ``WAIT``."""
+        if self.repeats == 1:  # one seed per genome: nothing to repeat (and no front to build)
+            return SAMPLE
+        under = [m for m in self.front.contenders() if len(self.seeds_claimed(m.genome)) < self.repeats]
+        if under:  # fewest seeds first, then the better mean
+            return self._repeat(min(under, key=lambda m: (len(self.seeds_claimed(m.genome)), -m.mean)).genome)
+        # A new genome may need K - 1 repeats, as may each first training in flight; and a
+        # repeat that moves a mean can let one more genome onto the front.
+        first_in_flight = sum(1 for genome, _ in self.in_flight if genome not in self.first_trial)
+        if remaining >= self.repeats + (self.repeats - 1) * (first_in_flight + 1):
+            return SAMPLE
+        if self.in_flight:
+            return WAIT
+        near = self._nearest_undecided()
+        return self._repeat(near.genome) if near is not None else SAMPLE
+
+    def _nearest_undecided(self) -> GenomeStats | None:
+        """The genome beaten by mean but not clearly (its verdict a seed could change), with fewer
+        than K seeds, that is nearest the front by mean in standard errors. A genome already
+        clearly dominated is settled: a repeat would not change what the front says."""
+        front = self.front
+        contenders = {c.genome for c in front.contenders()}
+        undecided = [s for s in front.stats if s.genome not in contenders and not front.dominators(s)
+                     and len(self.seeds_claimed(s.genome)) < self.repeats]
+
+        def gap(stats: GenomeStats) -> float:
+            beaters = [a for a in front.rivals[stats.genome] if dominates_by_mean(a, stats, front.selection)]
+            return max((d / e if e > 0 else math.inf) for d, e in (front.margin(a, stats) for a in beaters))
+
+        return min(undecided, key=lambda s: (gap(s), s.trial), default=None)
+
+    def _enqueue_next(self) -> bool:
+        """Enqueue what the study trains next, unless its queue already holds a trial (a re-run).
+        False: nothing to start now (wait for the trainings in flight, or the plan is done)."""
+        if self.queued:
+            return True
+        if self.plan is not None:
+            if not self.plan:
+                return False
+            job = self.plan.pop(0)
+            genome = Genome.from_string(job.genome)
+            label = {"paper_label": self.labels[genome]} if genome in self.labels else {}
+            self.study.enqueue_trial(self.space.params(genome), user_attrs={**job.attrs, **label, "seed": job.seed})
+            return True
+        if self.paper:
+            genome, label = self.paper.pop(0)
+            self.study.enqueue_trial(self.space.params(genome), user_attrs={"paper_label": label})
+            return True
+        step = self.next_step(self.budget - self.tally.finished - self.running_in_study)
+        if step == WAIT:
+            return False
+        if isinstance(step, Repeat):
+            self.study.enqueue_trial(self.params[step.genome], user_attrs={"seed": step.seed, "repeat_of": step.first})
+        return True
+
+    def _seed_of(self, trial: optuna.Trial, genome: str) -> int:
+        if "seed" in trial.user_attrs:
+            return int(trial.user_attrs["seed"])
+        if genome in self.first_trial and len(self.seeds_claimed(genome)) < self.repeats:
+            trial.set_user_attr("repeat_of", self.first_trial[genome])
+            return self.next_seed(genome)
+        return self.base_seed
+
+    def next_training(self) -> Training | str | None:
+        """The next (genome, seed) for this driver to train; ``FINISHED`` when the budget is spent
+        and nothing is in flight here; None: nothing to start now. Asks the study answers itself
+        (a known result, a genome over a limit, a training in flight) are closed or held here.
+        Call ``read`` first (under the study's lock when drivers share it)."""
+        for _ in range(100):  # asks answered from the study itself don't need a training
+            if self.tally.finished >= self.budget or (self.plan is not None and not self.plan and not self.queued):
+                return FINISHED if not self.in_flight_here else None
+            if self.tally.finished + self.running_in_study >= self.budget:
+                return None  # the rest of the budget is in flight, here or in another driver
+            if not self._enqueue_next():
+                return None
+            trial = self.study.ask()
+            self.queued = False
+            self.running_in_study += 1
+            genome = self.space.suggest(trial)
+            key = (str(genome), self._seed_of(trial, str(genome)))
+            costs = self.costs_of(genome)
+            for name, value in {**self.trial_attrs, "genome": key[0], "seed": key[1], **costs,
+                                "driver": self.driver}.items():
+                trial.set_user_attr(name, value)
+            if genome in self.labels and "paper_label" not in trial.user_attrs:
+                trial.set_user_attr("paper_label", self.labels[genome])
+            infeasible = over_limit(costs, self.limits) if self.plan is None else None
+            if infeasible:
+                self._close(trial, TrialState.PRUNED, None, infeasible=infeasible)
+            elif self.plan is None and key in self.completed:
+                number, values = self.completed[key]
+                trial.set_user_attr("reused_from", number)
+                self._close(trial, TrialState.COMPLETE, values)
+            elif self.plan is None and key in self.in_flight:
+                trial.set_user_attr("waits_for", self.in_flight[key])
+                self.waiting.setdefault(key, []).append(trial)
+                if key not in self.training:
+                    self.awaited[key] = self.in_flight[key]
+            else:
+                self.training[key] = trial
+                self.in_flight[key] = trial.number
+                return Training(trial, key[0], key[1], {o.name: costs[o.name] for o in self.selection.computed}
+                                if self.selection else costs)
+        return None
+
+    # -- how trainings end ------------------------------------------------------------------------
+
+    def values_of(self, trial: optuna.Trial, metric: float) -> list[float]:
+        """The trial's objective values from its training metric and its stored costs."""
+        if self.selection is None:
+            return [metric]
+        return self.selection.values(metric, [float(trial.user_attrs[o.name]) for o in self.selection.computed])
+
+    def finish(self, trial: optuna.Trial, state: TrialState, metric: float | None = None,
+               failure: str | None = None) -> list[float] | None:
+        """This driver's training ``trial`` ended in ``state`` (its metric when COMPLETE): record
+        it, close it and every copy waiting for it. Returns its values (None unless COMPLETE)."""
+        key = (trial.user_attrs["genome"], trial.user_attrs["seed"])
+        self.training.pop(key, None)
+        self.in_flight.pop(key, None)
+        values = self.values_of(trial, metric) if state == TrialState.COMPLETE else None
+        if values is not None and self.plan is None:
+            self._record(key, trial.number, values, trial.params, trial.user_attrs.get("paper_label", ""))
+        self._close(trial, state, values, failure)
+        self._release_waiters(key, trial.number, state, values, failure)
+        if values is not None and self.plan is None and self.selection is not None:
+            self._store_noise()
+        return values
+
+    def _store_noise(self) -> None:
+        """σ on the study (user attributes), for the dashboard, the report and other drivers."""
+        noise = seed_noise(self.stats()) if self.repeats > 1 else None
+        if noise is not None and noise.measured and self.study.user_attrs.get("seed_sigma_df") != noise.df:
+            self.study.set_user_attr("seed_sigma", round(noise.sigma, 4))
+            self.study.set_user_attr("seed_sigma_df", noise.df)
+
+    def _close(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
+               failure: str | None = None, infeasible: str | None = None) -> None:
+        try:
+            if failure:
+                trial.set_user_attr("failure", failure)
+            if infeasible:
+                trial.set_user_attr("infeasible", infeasible)
+            self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            # Another driver took this driver for dead (its heartbeat went stale) and closed
+            # the trial; the re-run it enqueued trains the (genome, seed) again.
+            print(f"\ntrial {trial.number} was closed by another driver meanwhile; its result is dropped",
+                  file=sys.stderr)
+            return
+        self.running_in_study -= 1
+        if failure != INTERRUPTED:
+            self.tally.count(trial, state)
+
+    def _release_waiters(self, key: Key, number: int, state: TrialState, values: list[float] | None,
+                         failure: str | None) -> None:
+        """The trials waiting for (genome, seed) take the result of its training, trial ``number``."""
+        for waiting in self.waiting.pop(key, []):
+            if failure == INTERRUPTED:  # the training runs again; the copy waiting for it is moot
+                self._close(waiting, TrialState.FAIL, None, INTERRUPTED)
+            else:
+                waiting.set_user_attr("reused_from", number)
+                self._close(waiting, state, values, failure)
+
+    def resolve_awaited(self, finished_trial: Callable[[int], optuna.trial.FrozenTrial | None]) -> bool:
+        """Close the copies waiting for another driver's trainings that have finished;
+        ``finished_trial(number)`` is that trial once finished, else None. True if any closed."""
+        resolved = False
+        for key, number in list(self.awaited.items()):
+            trial = finished_trial(number)
+            if trial is None:
+                continue
+            del self.awaited[key]
+            failure = INTERRUPTED if is_interrupted(trial) else trial.user_attrs.get("failure")
+            self._release_waiters(key, number, trial.state, trial.values, failure)
+            resolved = True
+        return resolved
+
+    def close_all(self, reason: str, requeue: bool = True) -> int:
+        """Close every trial this driver holds (the search was stopped); with ``requeue`` its
+        trainings are enqueued again (a plan instead trains what it lacks when run again)."""
+        held = self.held()
+        for trial in held:
+            self._close(trial, TrialState.FAIL, None, reason)
+        for trial in self.training.values() if requeue else ():  # copies waiting for a result are not re-run
+            self.study.enqueue_trial(trial.params, user_attrs=rerun_attrs(trial))
+        self.training.clear()
+        self.waiting.clear()
+        self.awaited.clear()
+        self.in_flight.clear()
+        return len(held)
