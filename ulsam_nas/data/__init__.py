@@ -5,6 +5,8 @@
     cub200:ROOT          CUB-200-2011        (images.txt, image_class_labels.txt, ...)
     dogs:ROOT            Stanford Dogs       (Images/, lists/{train,test}_list.mat)
     folder:ROOT          ROOT/train/<class>/*, ROOT/val/<class>/*
+    landscape:TEXT       no images: a simulated truth for ulsam_nas.landscapes.trainer (TEXT a
+                         built-in NAME[,KEY=VALUE,...] or a landscape file)
 
 The search selects on a validation split held out of the train split (``train_val_indices``),
 never on the test split.
@@ -24,7 +26,7 @@ from .cache import ImageTensors, cache_key, cached, decode_all
 from .layouts import READERS, SPLITS, DataError, ImageList
 
 log = logging.getLogger(__name__)
-NAMES = ("synthetic", *READERS)
+NAMES = ("synthetic", *READERS, "landscape")
 VAL_FRACTION = 0.1  # of each class's training images, held out for the search to select on
 VAL_SEED = 0  # a constant, not a trial's seed: every trial and every driver holds out the same images
 
@@ -53,6 +55,8 @@ class DataSpec:
             if root:
                 raise DataError(f"the synthetic data set takes no root, got {text!r}")
             return cls(name)
+        if name == "landscape":
+            return cls(name, _landscape_root(text, root))
         if not root.strip():
             raise DataError(f"data set {name} needs its folder: {name}:ROOT")
         return cls(name, Path(root.strip()).expanduser())
@@ -69,12 +73,27 @@ class DataSpec:
         return next((k for s, r, k in self.cache_keys if (s, r) == (split, resolution)), None)
 
 
+def _landscape_root(text: str, landscape: str) -> Path:
+    """The landscape text as the spec's root: a built-in verbatim, a file as an absolute path (Ray
+    Tune runs each trial in its own folder, where a relative path would name nothing)."""
+    from ..landscapes import names_a_file
+
+    landscape = landscape.strip()
+    if not landscape:
+        raise DataError(f"a landscape needs its name or file, got {text!r}: landscape:NAME[,KEY=VALUE,...] or "
+                        f"landscape:FILE.toml")
+    return Path(landscape).expanduser().resolve() if names_a_file(landscape) else Path(landscape)
+
+
 def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTensors:
     """The ``split`` ("train" or "test") of a data set at ``resolution`` px, from the cache
     (built on first use). Raises DataError for a data set that cannot be used. With the cache
     key a driver computed (``spec.cache_keys``) the data set's files are read only if the cache
     entry has to be built (on a node where it is missing)."""
     spec = DataSpec.parse(spec) if isinstance(spec, str) else spec
+    if spec.name == "landscape":
+        raise DataError(f"a landscape has no images: {spec} is a simulated truth that only "
+                        f"ulsam_nas.landscapes.trainer.train reads")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if spec.name == "synthetic":
