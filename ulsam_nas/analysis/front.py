@@ -29,9 +29,11 @@ model (empirical Bayes), so that the best of many noisy means does not carry its
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
 import pandas as pd
 from scipy import optimize
@@ -58,7 +60,7 @@ class GenomeStats:
     def n(self) -> int:
         return len(self.scores)
 
-    @property
+    @functools.cached_property  # read in every comparison the front makes
     def mean(self) -> float:
         return sum(self.scores) / self.n
 
@@ -218,6 +220,19 @@ def costs_no_worse(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool
                for o, x, y in zip(selection.computed, a.costs, b.costs))
 
 
+def costs_no_worse_matrix(stats: list[GenomeStats], selection: Selection) -> np.ndarray:
+    """``costs_no_worse(stats[i], stats[j])`` for every pair (i, j) at once: the front compares
+    every genome with every other after each training, which one pair at a time made a search's
+    own bookkeeping quadratic in Python calls."""
+    costs = np.array([s.costs for s in stats], dtype=float).reshape(len(stats), len(selection.computed))
+    a, b = costs[:, None, :], costs[None, :, :]
+    minimised = np.array([o.direction == "minimize" for o in selection.computed])
+    b_better = np.where(minimised, b < a, b > a)
+    tolerance = np.array([selection.tolerance(o) for o in selection.computed])
+    tied = np.abs(a - b) <= tolerance * np.maximum(np.abs(a), np.abs(b))
+    return np.all(~b_better | tied, axis=2)
+
+
 def dominates_by_mean(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool:
     """Pareto dominance on the means, costs within their tolerance counting as equal."""
     if a.genome == b.genome or not costs_no_worse(a, b, selection):
@@ -266,7 +281,8 @@ class Front:
     @classmethod
     def of(cls, stats: list[GenomeStats], selection: Selection) -> Front:
         noise = seed_noise(stats)
-        rivals = {b.genome: [a for a in stats if a.genome != b.genome and costs_no_worse(a, b, selection)] for b in stats}
+        no_worse = costs_no_worse_matrix(stats, selection)
+        rivals = {b.genome: [stats[i] for i in np.flatnonzero(no_worse[:, j]) if i != j] for j, b in enumerate(stats)}
         quantiles: dict[int, float] = {}
         for count in {len(r) for r in rivals.values()}:
             quantiles[count] = noise.quantile(1 - ALPHA / max(count, 1))

@@ -20,6 +20,8 @@ its objectives. Adding an objective is one ``register`` call with its value sour
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 import reprlib
@@ -202,11 +204,11 @@ class Selection:
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
 
-    @property
+    @functools.cached_property
     def trained(self) -> Objective:
         return next(o for o in self.objectives if o.trained)
 
-    @property
+    @functools.cached_property
     def computed(self) -> tuple[Objective, ...]:
         """The objectives known before training, in study order: a genome's ``costs``."""
         return tuple(o for o in self.objectives if not o.trained)
