@@ -132,16 +132,6 @@ def test_trial_states_tell_the_truth(tmp_path, capsys):
         run_search(replace(cfg, fidelity=replace(SMOKE, name="proxy")), trainer=scripted_trainer)
 
 
-def test_a_genome_proposed_again_gets_its_next_seed(tmp_path):
-    cfg = config(tmp_path, budget=3, repeats=2)
-    enqueue(cfg, "mv2_w1.0(13g4)", "mv2_w1.0(13g4)", "mv2_w1.0(13g4)")
-    study = run_search(cfg, trainer=scripted_trainer)
-    first, second, third = study.trials
-    assert (first.user_attrs["seed"], second.user_attrs["seed"], second.user_attrs["repeat_of"]) == (0, 1, 0)
-    assert second.values[0] == fake_top1(Genome.from_string("mv2_w1.0(13g4)"), SMOKE.epochs, 1)
-    assert third.user_attrs["seed"] == 0 and third.user_attrs["reused_from"] == 0  # at K seeds: a copy
-
-
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
     cfg = config(tmp_path, budget=10, fidelity=replace(SMOKE, epochs=4), early_stop=True, sampler="random", seed=3,
                  concurrency=2)  # ASHA judges trials that run beside each other
@@ -158,58 +148,10 @@ def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
         assert trial.user_attrs["epochs"] == 4
 
 
-def test_constraints_reject_before_training(tmp_path):
-    cfg = config(tmp_path, budget=4, limits={"macs": 290e6}, sampler="random", seed=1)
-    enqueue(cfg, "mv2_w1.0()", "mv2_w1.0(16g4, 17g4)")
-    study = run_search(cfg, trainer=scripted_trainer)
-    vanilla, smaller = study.trials[0], study.trials[1]
-    assert vanilla.state == TrialState.PRUNED and "> --max-macs 290.00M" in vanilla.user_attrs["infeasible"]
-    assert "epochs" not in vanilla.user_attrs  # never trained
-    assert smaller.state == TrialState.COMPLETE
-    assert all(t.values[1] <= 290e6 for t in study.trials if t.state == TrialState.COMPLETE)
-
-
-def test_paper_configurations_train_first_and_once(tmp_path):
-    cfg = config(tmp_path, budget=3, paper_seeds=True)
-    study = run_search(cfg, trainer=scripted_trainer)
-    labels = [t.user_attrs.get("paper_label") for t in study.trials]
-    assert labels == ["MV2 vanilla", "MV2 17:1 g=1", "MV2 17:1 g=2"]
-    study = run_search(replace(cfg, budget=5), trainer=scripted_trainer)
-    labels = [t.user_attrs.get("paper_label") for t in study.trials]
-    assert labels == ["MV2 vanilla", "MV2 17:1 g=1", "MV2 17:1 g=2", "MV2 17:1 g=4", "MV2 17:1 g=8"]
-
-
 def trained(study) -> list[tuple[str, int]]:
     """(genome, seed) of every COMPLETE trial that trained (not one that reused a result)."""
     return [(t.user_attrs["genome"], t.user_attrs["seed"]) for t in study.trials
             if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs]
-
-
-def test_contenders_get_k_seeds_within_the_budget(tmp_path, capsys):
-    cfg = config(tmp_path, budget=24, repeats=3, seed=5, sampler="random")
-    study = run_search(cfg, trainer=scripted_trainer)
-    front = Front.of_study(study)
-    pairs = trained(study)
-    assert len(pairs) == len(set(pairs))  # no (genome, seed) trained twice
-    assert len([t for t in study.trials if t.state.is_finished()]) == 24
-    # The repeats went to the genomes on the front by mean: their means decide what the front shows. Once no
-    # verdict is left that a seed could change, the last trainings explore: a genome sampled then (in the last
-    # K + (K - 1) x 3 trainings, where the budget can no longer confirm it) may end on the front with one seed.
-    contenders = front.contenders()
-    assert contenders and all(m.n == 3 or m.trial >= 24 - 9 for m in contenders), [(m.genome, m.n) for m in contenders]
-    assert sum(m.n == 3 for m in contenders) >= 2
-    for trial in study.trials:  # the k-th training of a genome uses seed 5 + k
-        first = study.trials[trial.user_attrs.get("repeat_of", trial.number)]
-        assert first.user_attrs["seed"] == 5 and trial.user_attrs["genome"] == first.user_attrs["genome"]
-    for genome in {g for g, _ in pairs}:
-        assert sorted(s for g, s in pairs if g == genome) == list(range(5, 5 + len([1 for g, _ in pairs if g == genome])))
-    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
-    assert repeats and all(t.user_attrs["seed"] > 5 for t in repeats)
-    assert study.user_attrs["seed_sigma"] == pytest.approx(front.noise.sigma, abs=1e-3)
-    assert study.user_attrs["seed_sigma_df"] == front.noise.df > 0
-    err = capsys.readouterr().err
-    assert f"({len(repeats)} repeats)" in err and f"σ {front.noise.sigma:.1f} pp (df {front.noise.df})" in err
-    # --repeats 1 (one seed per genome, a genome proposed again reuses its result): test_trial_states_tell_the_truth.
 
 
 def final_trainer(genome, data, fidelity, seed=0, device=None, evaluate_on="val", **_):

@@ -44,6 +44,7 @@ hold are refused: one ``LandscapeError`` line naming the file and the key.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from ..models.spaces import SearchSpace
@@ -58,6 +59,14 @@ def names_a_file(text: str) -> bool:
     """Whether a landscape text is a path to a file (it ends in ``.toml`` or holds a ``/``), not a built-in."""
     text = text.strip()
     return text.lower().endswith(".toml") or "/" in text
+
+
+def landscape_slug(text: str) -> str:
+    """A folder-name form of a landscape's text: a file's stem, or a built-in's text with every
+    character other than letters, digits, '.', '_' and '-' made '-' (``additive,sigma=2`` ->
+    ``additive-sigma-2``)."""
+    text = Path(text).stem if names_a_file(text) else text
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:64] or "landscape"
 
 
 def load_landscape(text: str, space: SearchSpace) -> Landscape:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 READERS[data.name](data.root, split)  # the layout, before anything starts
         landscape = None
         if data.name == "landscape":  # a simulated truth, no images (ulsam_nas.landscapes)
-            from ..landscapes import load_landscape
+            from ..landscapes import landscape_slug, load_landscape
 
             landscape = load_landscape(str(data.root), space)
             if args.strategy == "oneshot":
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         fail(str(error))
 
-    name = f"{space.name}-{data.name}"
+    # Each landscape gets a study of its own by default: one search's study is not another's to resume.
+    name = f"{space.name}-{data.name}" if landscape is None else f"{space.name}-landscape-{landscape_slug(str(data.root))}"
     try:  # the names are checked; their folders must not lead out through a symbolic link
         study_dir = args.study or folder_in(STUDIES, name)
         folder_in(study_dir, "ray", args.study_name or name)

@@ -154,7 +154,6 @@ class SearchPolicy:
         self.completed: dict[Key, tuple[int, list[float]]] = {}  # -> (trial number, values)
         self.in_flight: dict[Key, int] = {}  # -> trial number of the training
         self.first_trial: dict[str, int] = {}
-        self.params: dict[str, dict] = {}
         self.genome_labels: dict[str, str] = {}
         self._front: Front | None = None
         # This driver's trials: its trainings, its copies waiting for a (genome, seed) in flight,
@@ -164,7 +163,7 @@ class SearchPolicy:
         self.awaited: dict[Key, int] = {}
         self.tally = Tally()
         self.running_in_study = 0  # RUNNING trials of every driver
-        self.queued = False  # the study's queue holds a WAITING trial (a re-run)
+        self.queued = 0  # WAITING trials in the study's queue (re-runs, or what this driver enqueued)
         self.paper: list[tuple[Genome, str]] = []
 
     # -- the study as this driver sees it ---------------------------------------------------------
@@ -180,20 +179,19 @@ class SearchPolicy:
                 continue
             key = (trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0)))
             if trial.state == TrialState.COMPLETE:
-                self._record(key, trial.number, trial.values, trial.params, trial.user_attrs.get("paper_label", ""))
+                self._record(key, trial.number, trial.values, trial.user_attrs.get("paper_label", ""))
             elif trial.state == TrialState.RUNNING and "waits_for" not in trial.user_attrs:
                 self.in_flight.setdefault(key, trial.number)
         self.tally = Tally.of(trials)
         self.running_in_study = sum(t.state == TrialState.RUNNING for t in trials)
-        self.queued = any(t.state == TrialState.WAITING for t in trials)
+        self.queued = sum(t.state == TrialState.WAITING for t in trials)
         self.paper = pending_paper_configurations(trials, self.space) if self.paper_seeds and self.plan is None else []
 
-    def _record(self, key: Key, number: int, values: list[float], params: dict, label: str = "") -> None:
+    def _record(self, key: Key, number: int, values: list[float], label: str = "") -> None:
         if key in self.completed:
             return
         self.completed[key] = (number, values)
         self.first_trial.setdefault(key[0], number)
-        self.params.setdefault(key[0], params)
         if label:
             self.genome_labels.setdefault(key[0], label)
         self._front = None
@@ -273,6 +271,10 @@ class SearchPolicy:
 
         return min(undecided, key=lambda s: (gap(s), s.trial), default=None)
 
+    def _enqueue(self, genome: Genome, attrs: dict[str, Any]) -> None:
+        self.study.enqueue_trial(self.space.params(genome), user_attrs=attrs)
+        self.queued += 1
+
     def _enqueue_next(self) -> bool:
         """Enqueue what the study trains next, unless its queue already holds a trial (a re-run).
         False: nothing to start now (wait for the trainings in flight, or the plan is done)."""
@@ -284,17 +286,17 @@ class SearchPolicy:
             job = self.plan.pop(0)
             genome = Genome.from_string(job.genome)
             label = {"paper_label": self.labels[genome]} if genome in self.labels else {}
-            self.study.enqueue_trial(self.space.params(genome), user_attrs={**job.attrs, **label, "seed": job.seed})
+            self._enqueue(genome, {**job.attrs, **label, "seed": job.seed})
             return True
         if self.paper:
             genome, label = self.paper.pop(0)
-            self.study.enqueue_trial(self.space.params(genome), user_attrs={"paper_label": label})
+            self._enqueue(genome, {"paper_label": label})
             return True
         step = self.next_step(self.budget - self.tally.finished - self.running_in_study)
         if step == WAIT:
             return False
         if isinstance(step, Repeat):
-            self.study.enqueue_trial(self.params[step.genome], user_attrs={"seed": step.seed, "repeat_of": step.first})
+            self._enqueue(Genome.from_string(step.genome), {"seed": step.seed, "repeat_of": step.first})
         return True
 
     def _seed_of(self, trial: optuna.Trial, genome: str) -> int:
@@ -318,7 +320,7 @@ class SearchPolicy:
             if not self._enqueue_next():
                 return None
             trial = self.study.ask()
-            self.queued = False
+            self.queued = max(0, self.queued - 1)
             self.running_in_study += 1
             genome = self.space.suggest(trial)
             key = (str(genome), self._seed_of(trial, str(genome)))
@@ -364,7 +366,7 @@ class SearchPolicy:
         self.in_flight.pop(key, None)
         values = self.values_of(trial, metric) if state == TrialState.COMPLETE else None
         if values is not None and self.plan is None:
-            self._record(key, trial.number, values, trial.params, trial.user_attrs.get("paper_label", ""))
+            self._record(key, trial.number, values, trial.user_attrs.get("paper_label", ""))
         self._close(trial, state, values, failure)
         self._release_waiters(key, trial.number, state, values, failure)
         if values is not None and self.plan is None and self.selection is not None:

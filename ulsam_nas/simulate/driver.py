@@ -64,11 +64,11 @@ def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler:
         policy = SearchPolicy(study, space, selection, context, budget, base_seed=seed, repeats=repeats,
                               paper_seeds=paper_seeds,
                               trial_attrs={"fidelity": training_fidelity.name, "dataset": str(data)})
-        policy.read()
         clock, order = 0.0, 0
         running: list[tuple[float, int, Training, float]] = []  # (finish time, order, training, top-1)
         while True:
             while len(running) < concurrency:
+                policy.read()  # as the Ray searcher does before every suggestion
                 training = policy.next_training()
                 if training is None or training == FINISHED:
                     break

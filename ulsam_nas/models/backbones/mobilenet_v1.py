@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 from torch import nn
@@ -34,6 +35,7 @@ def scale_channels(channels: int, width_mult: float, multiple: int | None) -> in
     return int(channels * width_mult) if multiple is None else make_divisible(channels * width_mult, multiple)
 
 
+@functools.lru_cache(maxsize=64)  # immutable specs, read by every genome's validation
 def layers(width_mult: float = 1.0, channel_multiple: int | None = None) -> tuple[LayerSpec, ...]:
     return tuple(
         replace(

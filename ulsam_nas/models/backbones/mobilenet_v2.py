@@ -4,6 +4,7 @@ residual blocks features[1..17], layer 19 = features[18], layer 20 = the classif
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import torch
@@ -45,6 +46,7 @@ def scale_channels(spec: LayerSpec, channels: int, width_mult: float, multiple: 
     return make_divisible(channels * width_mult, multiple)
 
 
+@functools.lru_cache(maxsize=64)  # immutable specs, read by every genome's validation
 def layers(width_mult: float = 1.0, channel_multiple: int | None = None) -> tuple[LayerSpec, ...]:
     multiple = channel_multiple or 8
     return tuple(
