@@ -50,7 +50,7 @@ from ..models.spaces import SearchSpace, random_genomes
 from ..report.publish import DashboardPublisher
 from ..studies import StudyLock, open_storage
 from .ledger import close_interrupted, open_study
-from .policy import FINISHED, SearchPolicy, make_sampler
+from .policy import FINISHED, SearchPolicy
 from .runner import SearchConfig, make_tuner, open_search_study, search_identity, train_plan
 from .trainable import set_up_worker
 
@@ -119,8 +119,10 @@ def explore(study: optuna.Study, config: SearchConfig, selection: Selection, con
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # One driver per one-shot study: what it left RUNNING was interrupted.
         study.tell(trial.number, state=TrialState.FAIL)
+    # A resumed exploration continues the sampler's stream instead of replaying it.
     policy = SearchPolicy(study, config.space, selection, context, config.budget, base_seed=config.seed, repeats=1,
-                          limits=config.limits, paper_seeds=config.paper_seeds, trial_attrs={"score_source": "oneshot"})
+                          limits=config.limits, paper_seeds=config.paper_seeds, trial_attrs={"score_source": "oneshot"},
+                          sampler=config.sampler, sampler_seed=config.seed + len(study.get_trials(deepcopy=False)))
     policy.read()
     started = last = time.time()
     done_here = 0
@@ -228,8 +230,6 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     storage = open_storage(config.storage_url)
     oneshot_study = open_study(storage, config.study_name + ONESHOT_SUFFIX, search_identity(config, context, "oneshot"),
                                selection)
-    oneshot_study.sampler = make_sampler(config.sampler, config.seed + len(oneshot_study.get_trials(deepcopy=False)),
-                                         config.budget, None)
     explore(oneshot_study, config, selection, context, scorer)
 
     ranking = oneshot_ranking(oneshot_study, selection)

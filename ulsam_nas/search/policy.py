@@ -133,7 +133,9 @@ def make_sampler(name: str, seed: int, budget: int, constraints: Callable | None
 class SearchPolicy:
     """What trains next and how it ends, for one driver of ``study`` (module docstring).
 
-    ``plan``: a fixed list of trainings instead of the sampler (no repeats, reuse or paper
+    ``sampler``: the name of the study's sampler (``SAMPLERS``) the policy sets, seeded by
+    ``sampler_seed`` (default ``base_seed``); None keeps the study's. ``plan``: a fixed list of
+    trainings instead of the sampler (no repeats, reuse or paper
     queue: a calibration trains one (genome, seed) at several fidelities). ``selection`` None:
     the trial's value is the training metric alone (a calibration study), its costs
     ``costs_of(genome)`` stored as user attributes only."""
@@ -142,8 +144,11 @@ class SearchPolicy:
                  budget: int, *, base_seed: int = 0, repeats: int = 1, limits: dict[str, float] | None = None,
                  paper_seeds: bool = True, trial_attrs: dict[str, Any] | None = None, driver: str = "",
                  plan: list[PlannedTraining] | None = None,
-                 costs_of: Callable[[Genome], dict[str, float]] | None = None) -> None:
+                 costs_of: Callable[[Genome], dict[str, float]] | None = None,
+                 sampler: str | None = None, sampler_seed: int | None = None) -> None:
         self.study, self.space, self.selection, self.context = study, space, selection, context
+        if sampler is not None:  # the policy's source of new genomes (SAMPLERS), seeded by the driver
+            study.sampler = make_sampler(sampler, base_seed if sampler_seed is None else sampler_seed, budget, None)
         self.budget, self.base_seed, self.repeats = budget, base_seed, repeats
         self.limits = dict(limits or {})  # objective name -> the largest value allowed (--max-NAME)
         self.paper_seeds, self.trial_attrs, self.driver = paper_seeds, dict(trial_attrs or {}), driver

@@ -31,7 +31,7 @@ from ..models.spaces import SearchSpace
 from ..studies import StudyLock, open_storage
 from ..train.fidelity import Fidelity
 from .ledger import INTERRUPTED, close_interrupted, driver_identity, open_study, requeue_stale
-from .policy import SearchPolicy, make_sampler
+from .policy import SearchPolicy
 from .progress import PlanProgress, ProgressLine
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .searchers import PlanSearcher, StudySearcher
@@ -144,13 +144,12 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
         study = open_search_study(storage, config, selection, context, reference, "standalone")
         starts = int(study.user_attrs.get("driver_starts", 0))
         study.set_user_attr("driver_starts", starts + 1)
-        study.sampler = make_sampler(config.sampler, config.seed + len(study.get_trials(deepcopy=False))
-                                     + DRIVER_SEED_STRIDE * starts, config.budget, None)
+        sampler_seed = config.seed + len(study.get_trials(deepcopy=False)) + DRIVER_SEED_STRIDE * starts
         closed = close_interrupted(study, storage)
         policy = SearchPolicy(study, config.space, selection, context, config.budget, base_seed=config.seed,
                               repeats=config.repeats, limits=config.limits, paper_seeds=config.paper_seeds,
                               trial_attrs={"fidelity": config.fidelity.name, "dataset": str(config.data)},
-                              driver=driver_identity())
+                              driver=driver_identity(), sampler=config.sampler, sampler_seed=sampler_seed)
         policy.read()
     if closed:
         print(f"closed {len(closed)} interrupted trial(s) ({', '.join(map(str, closed))}) as FAIL; "

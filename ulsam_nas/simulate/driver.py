@@ -25,7 +25,7 @@ from ..landscapes import Landscape, load_landscape
 from ..landscapes.trainer import train
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
-from ..search.policy import FINISHED, SearchPolicy, Training, make_sampler
+from ..search.policy import FINISHED, SearchPolicy, Training
 from ..train.fidelity import get_fidelity
 
 
@@ -59,10 +59,9 @@ def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler:
     context = Context(space, truth.num_classes)
     with warnings.catch_warnings():  # Optuna's experimental multi-objective parts (TPE's, GP's)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(storage=storage, study_name=study_name, directions=selection.directions,
-                                    sampler=make_sampler(sampler, seed, budget, None))
+        study = optuna.create_study(storage=storage, study_name=study_name, directions=selection.directions)
         policy = SearchPolicy(study, space, selection, context, budget, base_seed=seed, repeats=repeats,
-                              paper_seeds=paper_seeds,
+                              paper_seeds=paper_seeds, sampler=sampler,
                               trial_attrs={"fidelity": training_fidelity.name, "dataset": str(data)})
         clock, order = 0.0, 0
         running: list[tuple[float, int, Training, float]] = []  # (finish time, order, training, top-1)
