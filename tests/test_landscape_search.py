@@ -17,6 +17,7 @@ from ulsam_nas import Genome
 from ulsam_nas.data import DataSpec
 from ulsam_nas.landscapes import load_landscape
 from ulsam_nas.models.spaces import load_space
+from ulsam_nas.search.result import planner_answer
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.simulate.driver import simulate_search
 from ulsam_nas.studies import open_storage
@@ -84,3 +85,15 @@ top1 = -3.0
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         genome = Genome.from_string(trial.user_attrs["genome"])
         assert trial.values[0] == pytest.approx(truth.observe(genome, trial.user_attrs["seed"]))
+
+
+def test_a_search_that_does_not_tell_placements_apart_quotes_the_planner():
+    search = simulate_search(SPACE, "additive,sigma=4,between=0.5", 50, seed=1)
+    front = search.front
+    assert front.signal.std is not None and not front.signal.resolved  # σ 8x the signal: not told apart at 50
+    line = planner_answer(front, SPACE, 50, 3, "nsga2", 2)
+    assert line.startswith(f"if the placements differed by as much as this study allows (between-genome std "
+                           f"{front.signal.high:.1f} pp")
+    assert "planner (2 replicates of nsga2 K=3, budget 50" in line and "front found" in line
+    assert planner_answer(front, SPACE, 50, 3, "nsga2", 0) is None  # --plan-replicates 0
+    assert planner_answer(front, SPACE, 49, 3, "nsga2", 2) is None  # under the planner's first rung

@@ -142,3 +142,11 @@ def test_a_plan_trains_its_jobs_in_order_with_their_attributes():
     assert [t.values for t in study.trials] == [[top1(t.genome, t.seed)] for t in trained]
     assert study.trials[2].user_attrs["paper_label"] == "MV2 vanilla" and study.trials[0].user_attrs["macs"] == 1.0
     assert policy.next_training() == FINISHED
+
+
+def test_a_repeat_share_caps_the_trainings_spent_on_repeats():
+    policy = policy_for(40, repeats=3, seed=2, repeat_share=0.1)
+    trained = run(policy, concurrency=2)
+    assert policy.tally.repeats == sum(t.seed != 2 for t in trained) == 4  # 10% of 40, not one more
+    assert policy.front.noise.measured  # the few repeats still measure σ
+    assert len({(t.genome, t.seed) for t in trained}) == len(trained)

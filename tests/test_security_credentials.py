@@ -185,22 +185,25 @@ def sha256(path: Path) -> str:
 
 @pytest.mark.parametrize("module, args", READ_COMMANDS, ids=[m.split(".")[-1] for m, _ in READ_COMMANDS])
 def test_read_commands_leave_an_unrelated_database_as_it_is(tmp_path, module, args):
-    database = tmp_path / "mine.db"
+    unrelated, missing = tmp_path / "unrelated", tmp_path / "missing"
+    unrelated.mkdir()
+    database = unrelated / "mine.db"  # in the folder: a pointer names no file outside it (test_security_folders.py)
     with sqlite3.connect(database) as connection:
         connection.execute("CREATE TABLE notes (text TEXT)")
         connection.execute("INSERT INTO notes VALUES ('keep me')")
     connection.close()
     before = (sha256(database), database.stat().st_mtime_ns)
-    unrelated, missing = tmp_path / "unrelated", tmp_path / "missing"
     write_pointer(unrelated, f"sqlite:///{database}", "x", "mv2")
-    write_pointer(missing, f"sqlite:///{tmp_path / 'none.db'}", "x", "mv2")
+    write_pointer(missing, f"sqlite:///{missing / 'none.db'}", "x", "mv2")
     args = [arg.format(tmp=tmp_path) for arg in args]
     for folder, message in ((unrelated, "holds no Optuna study"), (missing, "no such file")):
         result = run_main(module, "--study", folder, *args)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert (sha256(database), database.stat().st_mtime_ns) == before
-    assert {p.name for p in tmp_path.iterdir()} == {"mine.db", "missing", "unrelated"}  # no none.db, no export
+    assert {p.name for p in tmp_path.iterdir()} == {"missing", "unrelated"}  # no export
+    assert {p.name for p in missing.iterdir()} == {"study.json"}  # no none.db
+    assert {p.name for p in unrelated.iterdir()} == {"mine.db", "study.json"}
 
 
 WORKER_ENV = """

@@ -33,8 +33,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def fail(message: str) -> NoReturn:
-    """Bad input: one line on stderr, exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
+    """Bad input: one line on stderr, exit status 2; what the message quotes from a study or a
+    flag shows its control characters escaped (``names.shown``), so it stays one line."""
+    from .names import shown
+
+    print(f"error: {shown(message)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -296,21 +299,24 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def load_study_for_command(study_dir: Path) -> tuple[optuna.Study, dict]:
+def load_study_for_command(study_dir: Path, storage: str | None = None) -> tuple[optuna.Study, dict]:
     """The study a command's ``--study`` folder points to, and the pointer
-    (``studies.open_pointed_study``); when it does not open, fail in one line (exit 2). The
-    folder, not the user, chose the server: a PostgreSQL one is named before it is connected to."""
+    (``studies.read_pointer``, which checks the folder and what its pointer names, and
+    ``studies.open_pointed_study``); ``storage``, the user's ``--storage``, in place of the
+    storage the pointer names. When it does not open, fail in one line (exit 2). The folder, not
+    the user, chose the server: a PostgreSQL one is named before it is connected to."""
     import sqlalchemy
 
+    from .names import shown
     from .studies import POINTER, StudyNotFound, auth_note, open_pointed_study, read_pointer, shown_url
 
     try:
-        pointer = read_pointer(study_dir)
-        if sqlalchemy.engine.make_url(pointer["storage"]).get_backend_name() == "postgresql":
-            print(f"connecting to {shown_url(pointer['storage'])} (named by {study_dir / POINTER})", flush=True)
+        pointer = read_pointer(study_dir, storage)
+        if storage is None and sqlalchemy.engine.make_url(pointer["storage"]).get_backend_name() == "postgresql":
+            print(shown(f"connecting to {shown_url(pointer['storage'])} (named by {study_dir / POINTER})"), flush=True)
             note = auth_note(pointer["storage"], from_pointer=True)
             if note:
-                print(note, flush=True)
+                print(shown(note), flush=True)
         return open_pointed_study(pointer), pointer
     except StudyNotFound as error:
         fail(str(error))

@@ -19,20 +19,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", type=Path, required=True, help="study folder (as given to the search)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--storage", default=None,
+                        help="the study's storage, when it is not an SQLite file in the folder (as given to the search)")
     args = parser.parse_args(argv)
     import optuna
     from optuna_dashboard import run_server
 
+    from .names import shown
     from .studies import artifact_store, open_storage, shown_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, pointer = load_study_for_command(args.study)
+    study, pointer = load_study_for_command(args.study, args.storage)
+    try:  # served through no symbolic link (safe_files.StudyArtifactStore)
+        store = artifact_store(args.study)
+    except ValueError as error:
+        fail(str(error))
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"optuna-dashboard for study {study.study_name!r} ({shown_url(pointer['storage'])}):\n"
-          f"  http://{host}:{args.port}/dashboard/   (Ctrl-C stops it)", flush=True)
+    print(shown(f"optuna-dashboard for study {study.study_name!r} ({shown_url(pointer['storage'])}):") + "\n"
+          + shown(f"  http://{host}:{args.port}/dashboard/   (Ctrl-C stops it)"), flush=True)
     try:
         run_server(open_storage(pointer["storage"], from_pointer=True), host=args.host, port=args.port,
-                   artifact_store=artifact_store(args.study))
+                   artifact_store=store)
     except OSError as error:
         fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
     except KeyboardInterrupt:

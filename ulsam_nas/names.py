@@ -51,3 +51,30 @@ def folder_in(root: Path, *names: str) -> Path:
     if not real.is_relative_to(real_root):
         raise ValueError(f"{folder} resolves to {real}, outside {root}: a symbolic link leads out of it")
     return folder
+
+
+SHOWN_AS_IS = frozenset(range(32, 127))  # printable ASCII
+INVISIBLE = {0x200E, 0x200F, 0x061C, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+"""Marks that reorder or break what a terminal shows: the bidirectional overrides, embeddings and
+isolates (U+202A-U+202E, U+2066-U+2069, the trojan-source characters), the direction marks and
+the line and paragraph separators."""
+
+
+def shown(text: object) -> str:
+    """``text`` (a label, genome, study name, host, failure text: anything from a study) as it is
+    printed to a terminal: control characters (C0, DEL, C1: an escape sequence, a carriage
+    return, a newline inside a value) and the marks in ``INVISIBLE`` written as escapes
+    (``\\x1b``, ``\\r``, ``\\n``, ``\\u202e``), so that what a study holds cannot move the cursor,
+    rewrite the line, set the window title or reorder the text around it. Other characters,
+    accented and non-Latin ones included, stay as they are."""
+    text = str(text)
+    if all(ord(character) in SHOWN_AS_IS for character in text):
+        return text
+    return "".join(_escaped(character) for character in text)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    if code in SHOWN_AS_IS or not (code < 32 or 0x7F <= code <= 0x9F or code in INVISIBLE):
+        return character
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(character) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")

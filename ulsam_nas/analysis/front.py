@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -183,6 +184,9 @@ def between_genome(stats: list[GenomeStats], noise: SeedNoise) -> Signal:
     if not noise.measured or count < 3:
         return Signal(None, 0.0, 0.0, count, sum(s.mean for s in stats) / count if count else math.nan)
     means = [s.mean for s in stats]
+    if noise.sigma == 0:  # no seed noise at all: the means are the genomes' values, their spread is the signal
+        spread = statistics.stdev(means)
+        return Signal(spread, spread, spread, count, statistics.fmean(means))
     within = [noise.sigma ** 2 / s.n for s in stats]
 
     def q_and_center(tau2: float) -> tuple[float, float]:
@@ -220,17 +224,19 @@ def costs_no_worse(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool
                for o, x, y in zip(selection.computed, a.costs, b.costs))
 
 
-def costs_no_worse_matrix(stats: list[GenomeStats], selection: Selection) -> np.ndarray:
-    """``costs_no_worse(stats[i], stats[j])`` for every pair (i, j) at once: the front compares
-    every genome with every other after each training, which one pair at a time made a search's
-    own bookkeeping quadratic in Python calls."""
+def cost_matrices(stats: list[GenomeStats], selection: Selection) -> tuple[np.ndarray, np.ndarray]:
+    """For every pair (i, j) at once: whether every cost of ``stats[i]`` is no worse than
+    ``stats[j]``'s (``costs_no_worse``) and whether one is better beyond its tolerance. The front
+    compares every genome with every other after each training, which one pair at a time in Python
+    made a search's own bookkeeping its largest cost."""
     costs = np.array([s.costs for s in stats], dtype=float).reshape(len(stats), len(selection.computed))
     a, b = costs[:, None, :], costs[None, :, :]
     minimised = np.array([o.direction == "minimize" for o in selection.computed])
-    b_better = np.where(minimised, b < a, b > a)
     tolerance = np.array([selection.tolerance(o) for o in selection.computed])
     tied = np.abs(a - b) <= tolerance * np.maximum(np.abs(a), np.abs(b))
-    return np.all(~b_better | tied, axis=2)
+    b_better = np.where(minimised, b < a, b > a)
+    a_better = np.where(minimised, a < b, a > b)
+    return np.all(~b_better | tied, axis=2), np.any(a_better & ~tied, axis=2)
 
 
 def dominates_by_mean(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool:
@@ -277,19 +283,36 @@ class Front:
     selection: Selection
     rivals: dict[str, list[GenomeStats]]  # genome -> the other genomes that cost no more
     critical: dict[str, float]  # genome -> t(1 - ALPHA/m, df), m its rivals: the bound in standard errors
+    # clearly[i, j]: stats[i] clearly dominates stats[j]; by_mean[i, j]: dominates it by mean
+    clearly: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
+    by_mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
 
     @classmethod
     def of(cls, stats: list[GenomeStats], selection: Selection) -> Front:
         noise = seed_noise(stats)
-        no_worse = costs_no_worse_matrix(stats, selection)
-        rivals = {b.genome: [stats[i] for i in np.flatnonzero(no_worse[:, j]) if i != j] for j, b in enumerate(stats)}
-        quantiles: dict[int, float] = {}
-        for count in {len(r) for r in rivals.values()}:
-            quantiles[count] = noise.quantile(1 - ALPHA / max(count, 1))
-        critical = {genome: quantiles[len(r)] for genome, r in rivals.items()}
-        front = cls(stats, noise, between_genome(stats, noise), [], selection, rivals, critical)
-        members = sorted((b for b in stats if not front.dominators(b)), key=lambda s: (-front.estimate(s), s.costs, s.trial))
-        return cls(stats, noise, front.signal, members, selection, rivals, critical)
+        no_worse, cheaper = cost_matrices(stats, selection)
+        np.fill_diagonal(no_worse, False)
+        rivals = {b.genome: [stats[i] for i in np.flatnonzero(no_worse[:, j])] for j, b in enumerate(stats)}
+        counts = no_worse.sum(axis=0)
+        critical_of = (distributions.t.ppf(1 - ALPHA / np.maximum(counts, 1), noise.df) if noise.measured
+                       else np.full(len(stats), math.inf))
+        critical = {b.genome: float(c) for b, c in zip(stats, critical_of)}
+        means = np.array([s.mean for s in stats])
+        inverse_n = np.array([1 / s.n for s in stats])
+        difference = means[:, None] - means[None, :]
+        with np.errstate(invalid="ignore"):  # inf x 0 while σ is unmeasured: no bound is passed
+            bound = critical_of[None, :] * noise.sigma * np.sqrt(inverse_n[:, None] + inverse_n[None, :])
+            clearly = no_worse & (difference > np.nan_to_num(bound, nan=math.inf)) if noise.measured \
+                else np.zeros_like(no_worse)
+        by_mean = no_worse & ((difference > 0) | ((difference == 0) & cheaper))
+        front = cls(stats, noise, between_genome(stats, noise), [], selection, rivals, critical, clearly, by_mean)
+        members = sorted((b for j, b in enumerate(stats) if not clearly[:, j].any()),
+                         key=lambda s: (-front.estimate(s), s.costs, s.trial))
+        return cls(stats, noise, front.signal, members, selection, rivals, critical, clearly, by_mean)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {s.genome: i for i, s in enumerate(self.stats)}
 
     @classmethod
     def of_study(cls, study: optuna.Study) -> Front:
@@ -318,8 +341,12 @@ class Front:
         return a.mean - b.mean, self.critical[b.genome] * self.noise.sigma * math.sqrt(1 / a.n + 1 / b.n)
 
     def dominators(self, stats: GenomeStats) -> list[GenomeStats]:
-        """The genomes that clearly dominate ``stats``."""
-        clear = []
+        """The genomes that clearly dominate ``stats``: their mean top-1 above its by more than
+        the simultaneous bound (``margin``), at no worse cost."""
+        j = self._index.get(stats.genome)
+        if j is not None and self.stats[j] == stats:
+            return [self.stats[i] for i in np.flatnonzero(self.clearly[:, j])]
+        clear = []  # a genome of another study's stats: its comparisons one by one
         for rival in self.rivals.get(stats.genome, ()):
             difference, bound = self.margin(rival, stats)
             if difference > bound:
@@ -329,7 +356,7 @@ class Front:
     def contenders(self) -> list[GenomeStats]:
         """The front by mean: the genomes no genome beats by mean at no worse cost (noise aside).
         Their means decide what the front shows, so their repeats come first (``ledger``)."""
-        return [b for b in self.stats if not any(dominates_by_mean(a, b, self.selection) for a in self.rivals.get(b.genome, ()))]
+        return [b for j, b in enumerate(self.stats) if not self.by_mean[:, j].any()]
 
     def verdict(self, stats: GenomeStats) -> Verdict:
         dominators = self.dominators(stats)

@@ -51,7 +51,8 @@ def score_panel_oneshot(study: optuna.Study, candidate: str, panel: list[Genome]
         started = time.time()
         supernet = train_supernet(space, data, fidelity, num_classes, seed,
                                   study_dir / "supernet" / f"{cache_key(candidate)}-{seed}",
-                                  epochs=SUPERNET_EPOCH_FACTOR * fidelity.epochs, val_fraction=val_fraction)
+                                  epochs=SUPERNET_EPOCH_FACTOR * fidelity.epochs, val_fraction=val_fraction,
+                                  root=study_dir)
         share = (time.time() - started) / len(panel)
         scorer = PathScorer(supernet, data, val_fraction)
         for genome in todo:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..cli import ArgumentParser, fail, genome_from_cli, load_study_for_command
 from ..models.genome import Genome
+from ..names import shown
+from ..safe_files import within
 from ..train.weights import read_weights
 from .architecture import Architecture
 from .bundle import FORMATS, export
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default="source,torchscript,export,onnx",
                         help="comma-separated subset of source,torchscript,export,onnx (onnx needs the onnx extra)")
     parser.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    parser.add_argument("--storage", default=None,
+                        help="with --study: the study's storage, when it is not an SQLite file in the folder")
     args = parser.parse_args(argv)
 
     import optuna
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..analysis.picks import pick_genome
             from ..studies import study_num_classes
 
-            study, pointer = load_study_for_command(args.study)
+            study, pointer = load_study_for_command(args.study, args.storage)
             num_classes = args.num_classes or study_num_classes(study)
             genome, chosen = pick_genome(study, args.trial)
             info = {"space": pointer["space"], "study": study.study_name, **chosen}
@@ -86,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                 arch = Architecture.from_weights_metadata(genome, metadata)
             if args.num_classes and args.num_classes != arch.num_classes:
                 fail(f"--num-classes {args.num_classes} does not match the weights' {arch.num_classes} classes")
-        result = export(arch, args.out, formats, weights, info, log=lambda m: print(m, file=sys.stderr))
+        # No file of a study folder is written through a symbolic link (safe_files), --out in it included.
+        root = args.study if args.study is not None and within(args.out, args.study) else args.out
+        result = export(arch, args.out, formats, weights, info, log=lambda m: print(shown(m), file=sys.stderr), root=root)
     except ValueError as error:
         fail(str(error))
     except ExportError as error:
@@ -95,16 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     if study is not None:
         from ..studies import artifact_store
 
-        store = artifact_store(args.study)
-        for name in ("arch.json", "model.py"):  # on the study: Optuna keeps finished trials read-only
-            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(args.out / name), study_or_trial=study)
-    print(f"exported {result['genome']} ({result['params']:,} params, {result['macs'] / 1e6:.2f}M MACs) to {args.out}: "
-          + ", ".join(sorted([*result["sha256"], "arch.json"])))
+        try:
+            store = artifact_store(args.study)
+            for name in ("arch.json", "model.py"):  # on the study: Optuna keeps finished trials read-only
+                optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(args.out / name), study_or_trial=study)
+        except ValueError as error:  # a symbolic link in the study folder (safe_files.LinkRefused)
+            fail(str(error))
+    print(shown(f"exported {result['genome']} ({result['params']:,} params, {result['macs'] / 1e6:.2f}M MACs) to "
+                f"{args.out}: " + ", ".join(sorted([*result["sha256"], "arch.json"]))))
     differences = result["max_abs_difference"].items()
     print("verified in a clean interpreter: " + ", ".join(f"{k} max |diff| {v:.1e}" for k, v in differences))
     if "latency" in result:
         latency = result["latency"]
-        print(f"latency on {latency['target']}: predicted {latency['predicted_ms']:.2f} ms, measured "
+        print(f"latency on {shown(latency['target'])}: predicted {latency['predicted_ms']:.2f} ms, measured "
               f"{latency['measured_ms']:.2f} ms per image")
     return 0
 

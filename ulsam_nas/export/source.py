@@ -5,7 +5,8 @@ README (``model_description``), and the ``README.md`` that shows how to run it
 ``inspect.getsource``, so the export cannot drift from what was searched and trained; the
 state-dict names are the same, so weights saved by ``python -m ulsam_nas.train --save`` load
 into ``build()``. The description carries text from a study (the paper label): it enters the
-source only as an escaped literal (``docstring_literal``), so no label can end the docstring.
+source only as an escaped literal (``docstring_literal``), so no label can end the docstring, and
+the README only as Markdown that shows it as written (``markdown_literal``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..models import layers, ulsam
 from ..models.backbones import get_backbone
 from ..models.genome import INSERT, SUBSTITUTE
 from ..models.layers import Cost
+from ..names import shown
 from .architecture import Architecture
 
 README = """# {genome}
@@ -78,12 +80,26 @@ def model_source(arch: Architecture, description: str) -> str:
     return "\n\n\n".join(pieces) + "\n"
 
 
-def model_description(arch: Architecture, cost: Cost, paper_label: str = "") -> str:
-    """What the export is, for the top of model.py and the README: genome, classes, params, MACs."""
+def markdown_literal(text: str) -> str:
+    """``text`` as Markdown that shows it as written: every ASCII punctuation character
+    backslash-escaped (CommonMark lets any be), ``<``, ``>`` and ``&`` as HTML references, and its
+    control characters as escapes (``names.shown``), so that no label starts a heading, a link,
+    an image or raw HTML (``<img onerror=...>``, ``[x](javascript:...)``) in the README."""
+    escaped = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+    return "".join(escaped.get(c) or ("\\" + c if c in MARKDOWN_PUNCTUATION else c) for c in shown(text))
+
+
+MARKDOWN_PUNCTUATION = frozenset("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~")  # ASCII punctuation less < > &
+
+
+def model_description(arch: Architecture, cost: Cost, paper_label: str = "", markdown: bool = False) -> str:
+    """What the export is, for the top of model.py and the README: genome, classes, params, MACs.
+    ``markdown``: for the README, the label from the study as ``markdown_literal``."""
     genome = arch.genome
+    label = markdown_literal(paper_label) if markdown else paper_label
     return (f"ULSAM placement {genome} ({genome.notation()}), {arch.num_classes} classes.\n\n"
             f"Params: {cost.params:,}; MACs at {arch.resolution}x{arch.resolution}: {cost.macs:,}."
-            + (f"\nPaper configuration: {paper_label}." if paper_label else ""))
+            + (f"\nPaper configuration: {label}." if paper_label else ""))
 
 
 def readme_text(arch: Architecture, description: str, formats: list[str], weights: bool) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..safe_files import write_file
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list of what a spreadsheet may run
 
 
@@ -40,9 +42,10 @@ def spreadsheet_safe(cell: object) -> object:
     return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_csv(frame: pd.DataFrame, path: Path, root: Path | None = None) -> None:
     """``frame`` as CSV without its index; its text cells and headers through ``spreadsheet_safe``,
-    its numbers (negative ones included) as numbers."""
+    its numbers (negative ones included) as numbers. Written through no symbolic link below
+    ``root`` (default: the file's folder; ``safe_files.write_file``)."""
     text = frame.select_dtypes(include=["object", "string"]).columns
     safe = frame.assign(**{column: frame[column].map(spreadsheet_safe) for column in text})
-    safe.rename(columns=spreadsheet_safe).to_csv(path, index=False)
+    write_file(path.parent if root is None else root, path, safe.rename(columns=spreadsheet_safe).to_csv(index=False))

@@ -33,6 +33,8 @@ import pandas as pd
 from ..analysis.agreement import agreement_of
 from ..analysis.front import Front, GenomeStats, SeedNoise, genomes_table, paper_status
 from ..analysis.picks import knee
+from ..names import shown
+from ..safe_files import check_no_links, make_folder, write_file
 from .escaping import fill, write_csv
 from .figures import front_figure, hypervolume_figure
 from .history import Reference, hypervolume_history, reference_for
@@ -73,18 +75,23 @@ class ReportSummary:
             lines += [f"{FINAL_SECTION}:", *[f"  {line}" for line in self.final_lines]]
         lines += self.oneshot_lines
         lines.append("wrote " + ", ".join(str(f) for f in self.files))
-        return "\n".join(lines)
+        return "\n".join(map(shown, lines))  # each line one line: a study's text cannot drive the terminal
 
 
-def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
+def write_report(study: optuna.Study, out_dir: Path, root: Path | None = None) -> ReportSummary:
     """Write report.html, trials.csv, genomes.csv and pareto.csv to ``out_dir``; ValueError
-    without a complete trial."""
+    without a complete trial. ``root``: the study folder when ``out_dir`` is in it (default
+    ``out_dir``): no file is written through a symbolic link below it (``safe_files``:
+    LinkRefused, a ValueError, and nothing written)."""
     front = Front.of_study(study)
     if not front.stats:
         raise ValueError(f"study {study.study_name!r} has no finished trial with results yet")
     trials = study.get_trials(deepcopy=False)
     reference = reference_for(study)  # checks the study's attributes: a crafted one writes nothing
-    out_dir.mkdir(parents=True, exist_ok=True)
+    root = out_dir if root is None else root
+    make_folder(root, out_dir)
+    for name in ("report.html", "trials.csv", "genomes.csv", "pareto.csv"):
+        check_no_links(root, out_dir / name)  # refused before any of them is written
     history = hypervolume_history(trials, reference)
     labels = [t.user_attrs["paper_label"] for t in trials if t.user_attrs.get("paper_label")]
     statuses = [s for s in paper_status(front, list(dict.fromkeys(labels))) if s.stats is not None]
@@ -92,9 +99,9 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
 
     genomes = genomes_with_tests(genomes_table(front), tests)
     pareto = genomes.set_index("genome").loc[[m.genome for m in front.members]].reset_index()
-    write_csv(trials_frame(study), out_dir / "trials.csv")
-    write_csv(genomes, out_dir / "genomes.csv")
-    write_csv(pareto, out_dir / "pareto.csv")
+    write_csv(trials_frame(study), out_dir / "trials.csv", root)
+    write_csv(genomes, out_dir / "genomes.csv", root)
+    write_csv(pareto, out_dir / "pareto.csv", root)
 
     verdicts = dict(zip(genomes["genome"], genomes["verdict"]))
     target = study.user_attrs.get("latency_target", "")
@@ -148,7 +155,7 @@ def write_report(study: optuna.Study, out_dir: Path) -> ReportSummary:
     html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ULSAM search report</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>" + "\n".join(parts) + "</body></html>")
-    (out_dir / "report.html").write_text(html, encoding="utf-8")
+    write_file(root, out_dir / "report.html", html)
     files = [out_dir / name for name in ("report.html", "trials.csv", "genomes.csv", "pareto.csv")]
     return ReportSummary(len(front.members), history[-1][1], reference, chosen, costs_text(front, chosen),
                          front.estimate(chosen), front.noise, front.signal.verdict(front.noise),

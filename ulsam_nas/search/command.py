@@ -42,6 +42,8 @@ def _parser() -> ArgumentParser:
     p.add_argument("--repeats", type=int, default=3,
                    help="seeds for every genome on the front or within noise of it; every training counts toward "
                         "--budget; 1: one seed per genome (default 3)")
+    p.add_argument("--repeat-share", type=float, default=None, metavar="SHARE",
+                   help="the largest share of --budget that repeats may take, e.g. 0.1 (default: no cap)")
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
                    help="share of the training images held out (stratified, fixed per data set) to score trials "
                         f"on (default {VAL_FRACTION})")
@@ -69,6 +71,10 @@ def _parser() -> ArgumentParser:
                            help=f"only architectures with at most this {objective.label} "
                                 f"(e.g. 250{objective.unit.strip() or ''}), rejected before training")
     p.add_argument("--no-paper-seeds", action="store_true", help="do not train the paper's configurations first")
+    p.add_argument("--plan-replicates", type=int, default=8, metavar="N",
+                   help="when a search of 50 trainings or more ends with its placements not told apart, N simulated "
+                        "searches (python -m ulsam_nas.simulate) say what its budget buys at the study's σ; 0: none "
+                        "(default 8)")
     p.add_argument("--strategy", choices=("standalone", "oneshot"), default="standalone",
                    help="standalone: every trial trains its genome (default); oneshot: one weight-sharing supernet "
                         "scores --budget genomes, the top --confirm train standalone")
@@ -107,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"--budget must be at least 1, got {args.budget}")
         if args.repeats < 1:
             fail(f"--repeats must be at least 1, got {args.repeats}")
+        if args.repeat_share is not None and not 0 <= args.repeat_share <= 1:
+            fail(f"--repeat-share must be in [0, 1], got {args.repeat_share}")
+        if args.plan_replicates < 0:
+            fail(f"--plan-replicates must be 0 or more, got {args.plan_replicates}")
         if args.final < 0:
             fail(f"--final must be 0 or more, got {args.final}")
         check_val_fraction(args.val_fraction)
@@ -190,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     config = SearchConfig(
         space=space, data=data, num_classes=num_classes, fidelity=fidelity, budget=args.budget,
         storage_url=storage_url, study_name=args.study_name or name, study_dir=study_dir, sampler=args.sampler,
-        seed=args.seed, repeats=args.repeats, val_fraction=args.val_fraction, cost_tolerance=args.cost_tolerance,
+        seed=args.seed, repeats=args.repeats, repeat_share=args.repeat_share, val_fraction=args.val_fraction,
+        cost_tolerance=args.cost_tolerance,
         cpus_per_trial=resources.cpus, gpus_per_trial=resources.gpus, concurrency=resources.concurrency,
         objectives=args.objectives, limits=maxima, latency_device=args.latency_device,
         latency_threads=args.latency_threads, early_stop=args.early_stop,
@@ -200,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
           f"up to {args.repeats} seed(s) per contender, sampler {args.sampler}, {resources.concurrency} trial(s) at once "
           f"({resources.cpus:g} CPU, {resources.gpus:g} GPU each); top-1 on {args.val_fraction:.0%} of the "
           f"training images held out for validation", file=sys.stderr)
-    write_pointer(study_dir, storage_url, config.study_name, space.name)
+    try:  # a symbolic link out of the study folder (study.db, study.json, artifacts, report) is refused
+        write_pointer(study_dir, storage_url, config.study_name, space.name)
+    except ValueError as error:
+        fail(str(error))
     try:
         if args.strategy == "oneshot":
             from .oneshot import run_oneshot
@@ -221,5 +235,6 @@ def main(argv: list[str] | None = None) -> int:
         from .final import run_final
 
         run_final(study, args.final, data, fidelity, config.resources)
-    print_result(study, space, storage_url, study_dir, args.repeats)
+    planner = (args.sampler, args.plan_replicates, args.repeat_share) if args.strategy == "standalone" else None
+    print_result(study, space, storage_url, study_dir, args.repeats, planner)
     return 0

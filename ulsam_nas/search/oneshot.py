@@ -76,7 +76,7 @@ def supernet_trial(tune_config: dict, config: SearchConfig, epochs: int, folder:
     device = set_up_worker()
     train_supernet(config.space, config.data, config.fidelity, config.num_classes, config.seed, Path(folder),
                    epochs=epochs, report=lambda epoch, metrics: tune.report(dict(metrics)), device=device,
-                   val_fraction=config.val_fraction)
+                   val_fraction=config.val_fraction, root=config.study_dir)
 
 
 class SupernetProgress(tune.Callback):
@@ -126,6 +126,13 @@ def explore(study: optuna.Study, config: SearchConfig, selection: Selection, con
     policy.read()
     started = last = time.time()
     done_here = 0
+
+    def progress() -> None:
+        elapsed = time.time() - started
+        print(f"oneshot: {policy.tally.finished}/{config.budget} trials, {len(policy.completed)} genomes scored "
+              f"({elapsed / max(done_here, 1):.2f}s per genome), elapsed {elapsed:.0f}s", file=sys.stderr, flush=True)
+
+    # A genome proposed again is answered inside next_training (its score reused), up to the budget.
     while (training := policy.next_training()) not in (FINISHED, None):
         try:
             score = scorer(Genome.from_string(training.genome))
@@ -134,12 +141,10 @@ def explore(study: optuna.Study, config: SearchConfig, selection: Selection, con
         else:
             policy.finish(training.trial, TrialState.COMPLETE, score)
             done_here += 1
-        now = time.time()
-        if now - last >= PROGRESS_SECONDS or policy.tally.finished == config.budget:
-            last = now
-            per = (now - started) / max(done_here, 1)
-            print(f"oneshot: {policy.tally.finished}/{config.budget} trials, {len(policy.completed)} genomes scored "
-                  f"({per:.2f}s per genome), elapsed {now - started:.0f}s", file=sys.stderr, flush=True)
+        if time.time() - last >= PROGRESS_SECONDS:
+            last = time.time()
+            progress()
+    progress()
 
 
 def oneshot_ranking(study: optuna.Study, selection: Selection) -> list[tuple[str, float]]:
@@ -224,7 +229,8 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
                  "gpu": 1.0 if config.gpus_per_trial else 0.0}
     train_supernet_on_ray(config, epochs, folder, resources)
     supernet = train_supernet(config.space, config.data, config.fidelity, config.num_classes, config.seed, folder,
-                              epochs=epochs, val_fraction=config.val_fraction)  # finished: loads the checkpoint
+                              epochs=epochs, val_fraction=config.val_fraction,
+                              root=config.study_dir)  # finished: loads the checkpoint
     scorer = PathScorer(supernet, config.data, config.val_fraction)
 
     storage = open_storage(config.storage_url)

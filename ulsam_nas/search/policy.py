@@ -133,6 +133,7 @@ def make_sampler(name: str, seed: int, budget: int, constraints: Callable | None
 class SearchPolicy:
     """What trains next and how it ends, for one driver of ``study`` (module docstring).
 
+    ``repeat_share``: the largest share of the budget repeats may take (None: no cap).
     ``sampler``: the name of the study's sampler (``SAMPLERS``) the policy sets, seeded by
     ``sampler_seed`` (default ``base_seed``); None keeps the study's. ``plan``: a fixed list of
     trainings instead of the sampler (no repeats, reuse or paper
@@ -145,11 +146,14 @@ class SearchPolicy:
                  paper_seeds: bool = True, trial_attrs: dict[str, Any] | None = None, driver: str = "",
                  plan: list[PlannedTraining] | None = None,
                  costs_of: Callable[[Genome], dict[str, float]] | None = None,
-                 sampler: str | None = None, sampler_seed: int | None = None) -> None:
+                 sampler: str | None = None, sampler_seed: int | None = None,
+                 repeat_share: float | None = None) -> None:
         self.study, self.space, self.selection, self.context = study, space, selection, context
         if sampler is not None:  # the policy's source of new genomes (SAMPLERS), seeded by the driver
             study.sampler = make_sampler(sampler, base_seed if sampler_seed is None else sampler_seed, budget, None)
         self.budget, self.base_seed, self.repeats = budget, base_seed, repeats
+        # At most this share of the budget goes to repeats (None: as many as the contenders need).
+        self.repeat_allowance = None if repeat_share is None else int(repeat_share * budget)
         self.limits = dict(limits or {})  # objective name -> the largest value allowed (--max-NAME)
         self.paper_seeds, self.trial_attrs, self.driver = paper_seeds, dict(trial_attrs or {}), driver
         self.plan = None if plan is None else list(plan)
@@ -240,14 +244,21 @@ class SearchPolicy:
             k += 1
         return self.base_seed + k
 
+    def _may_repeat(self) -> bool:
+        """Whether the repeat allowance (``repeat_share``) leaves room for one more repeat: trainings
+        of a genome's second or later seed, finished or in flight."""
+        if self.repeat_allowance is None:
+            return True
+        return sum(1 for _, seed in [*self.completed, *self.in_flight] if seed != self.base_seed) < self.repeat_allowance
+
     def _repeat(self, genome: str) -> Repeat:
         return Repeat(genome, self.next_seed(genome), self.first_trial[genome])
 
     def next_step(self, remaining: int) -> Repeat | str:
         """What a sampled search trains next with ``remaining`` trials of the budget not yet
         finished or in flight: a ``Repeat``, ``SAMPLE`` (ask the sampler) or ``WAIT``."""
-        if self.repeats == 1:  # one seed per genome: nothing to repeat (and no front to build)
-            return SAMPLE
+        if self.repeats == 1 or not self._may_repeat():
+            return SAMPLE  # nothing (more) to repeat, and no front to build for it
         under = [m for m in self.front.contenders() if len(self.seeds_claimed(m.genome)) < self.repeats]
         if under:  # fewest seeds first, then the better mean
             return self._repeat(min(under, key=lambda m: (len(self.seeds_claimed(m.genome)), -m.mean)).genome)
@@ -307,7 +318,7 @@ class SearchPolicy:
     def _seed_of(self, trial: optuna.Trial, genome: str) -> int:
         if "seed" in trial.user_attrs:
             return int(trial.user_attrs["seed"])
-        if genome in self.first_trial and len(self.seeds_claimed(genome)) < self.repeats:
+        if genome in self.first_trial and len(self.seeds_claimed(genome)) < self.repeats and self._may_repeat():
             trial.set_user_attr("repeat_of", self.first_trial[genome])
             return self.next_seed(genome)
         return self.base_seed

@@ -90,6 +90,7 @@ class SearchConfig:
     sampler: str = "nsga2"
     seed: int = 0  # the sampler's seed, and the base of every training's seed
     repeats: int = 3
+    repeat_share: float | None = None  # the largest share of the budget repeats may take (None: no cap)
     val_fraction: float = VAL_FRACTION
     cost_tolerance: float = COST_TOLERANCE
     objectives: str = DEFAULT  # --objectives
@@ -149,7 +150,8 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
         policy = SearchPolicy(study, config.space, selection, context, config.budget, base_seed=config.seed,
                               repeats=config.repeats, limits=config.limits, paper_seeds=config.paper_seeds,
                               trial_attrs={"fidelity": config.fidelity.name, "dataset": str(config.data)},
-                              driver=driver_identity(), sampler=config.sampler, sampler_seed=sampler_seed)
+                              driver=driver_identity(), sampler=config.sampler, sampler_seed=sampler_seed,
+                              repeat_share=config.repeat_share)
         policy.read()
     if closed:
         print(f"closed {len(closed)} interrupted trial(s) ({', '.join(map(str, closed))}) as FAIL; "

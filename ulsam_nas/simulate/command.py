@@ -40,6 +40,8 @@ def _parser() -> ArgumentParser:
     p.add_argument("--replicates", type=int, default=20, help="simulated searches, seeds 0..N-1 (default 20)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="nsga2", help="Optuna sampler (default nsga2)")
     p.add_argument("--repeats", type=int, default=3, help="seeds per contender, K (default 3)")
+    p.add_argument("--repeat-share", type=float, default=None, metavar="SHARE",
+                   help="the largest share of --budget repeats may take, as the search's (default: no cap)")
     p.add_argument("--objectives", default=DEFAULT, help=f"as the search's (default {DEFAULT})")
     p.add_argument("--processes", type=int, default=2, help="simulations side by side (default 2)")
     p.add_argument("--ladder", default=",".join(map(str, LADDER)),
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--ladder must be budgets separated by commas, got {args.ladder!r}")
     if not ladder or min(ladder) < 1:
         fail(f"--ladder must be budgets of at least 1, got {args.ladder!r}")
+    if args.repeat_share is not None and not 0 <= args.repeat_share <= 1:
+        fail(f"--repeat-share must be in [0, 1], got {args.repeat_share}")
     source = ""
     if args.calibration is not None:
         if args.sigma is not None or args.between is not None:
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         answer = plan(space, args.budget, args.sigma, args.between, args.replicates, sampler=args.sampler,
-                      repeats=args.repeats, objectives=args.objectives, processes=args.processes, ladder=ladder,
+                      repeats=args.repeats, repeat_share=args.repeat_share, objectives=args.objectives, processes=args.processes, ladder=ladder,
                       beyond=args.beyond, power=not args.no_power, progress=stderr_progress)
     except (ValueError, LandscapeError) as error:
         fail(str(error))

@@ -47,7 +47,7 @@ class SimulatedSearch:
 
 def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler: str = "nsga2", seed: int = 0,
                     repeats: int = 3, concurrency: int = 1, objectives: str = DEFAULT, fidelity: str = "smoke",
-                    paper_seeds: bool = True, cost_tolerance: float = COST_TOLERANCE,
+                    paper_seeds: bool = True, cost_tolerance: float = COST_TOLERANCE, repeat_share: float | None = None,
                     storage: str | optuna.storages.BaseStorage | None = None,
                     study_name: str = "simulated") -> SimulatedSearch:
     """Run a search of ``budget`` trainings on ``landscape`` (``landscape:TEXT``'s TEXT) as
@@ -61,7 +61,7 @@ def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(storage=storage, study_name=study_name, directions=selection.directions)
         policy = SearchPolicy(study, space, selection, context, budget, base_seed=seed, repeats=repeats,
-                              paper_seeds=paper_seeds, sampler=sampler,
+                              paper_seeds=paper_seeds, sampler=sampler, repeat_share=repeat_share,
                               trial_attrs={"fidelity": training_fidelity.name, "dataset": str(data)})
         clock, order = 0.0, 0
         running: list[tuple[float, int, Training, float]] = []  # (finish time, order, training, top-1)

@@ -200,13 +200,13 @@ def _job(job: tuple) -> tuple:
     """One search in a worker: ("plain" | "planted" | "rung", space path, landscape, budget, seed, ...)."""
     from .driver import simulate_search
 
-    kind, space_path, landscape, budget, seed, sampler, repeats, objectives, rungs = job
+    kind, space_path, landscape, budget, seed, sampler, repeats, repeat_share, objectives, rungs = job
     space = load_space(space_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = simulate_search(space, landscape, budget, sampler=sampler, seed=seed, repeats=repeats,
-                                 objectives=objectives)
+                                 repeat_share=repeat_share, objectives=objectives)
     if kind == "rung":
         return kind, seed, budget, result.front.signal.resolved
     front = _front(result.landscape, space)
@@ -243,7 +243,8 @@ def _run(jobs: list[tuple], processes: int, progress: Callable[[str], None] | No
 
 
 def plan(space: SearchSpace, budget: int, sigma: float, between: float, replicates: int = 20, *,
-         sampler: str = "nsga2", repeats: int = 3, objectives: str = DEFAULT, processes: int = 2,
+         sampler: str = "nsga2", repeats: int = 3, repeat_share: float | None = None, objectives: str = DEFAULT,
+         processes: int = 2,
          ladder: Sequence[int] = LADDER, beyond: bool = False, power: bool = True,
          progress: Callable[[str], None] | None = None) -> PlannerAnswer:
     """Simulate ``replicates`` searches (seeds 0..replicates-1) of ``budget`` trainings on
@@ -255,7 +256,7 @@ def plan(space: SearchSpace, budget: int, sigma: float, between: float, replicat
     text = landscape_text(sigma, between)
     load_landscape(text, space)  # a bad landscape fails here, in one line
     below = [rung for rung in ladder if rung <= budget]
-    args = (sampler, repeats, objectives)
+    args = (sampler, repeats, repeat_share, objectives)
     with tempfile.TemporaryDirectory(prefix="ulsam-planner-") as folder:
         jobs = [("plain", str(space.path), text, budget, seed, *args, tuple(below)) for seed in range(replicates)]
         if power and PLANTED.get(space.backbone):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis.front import costs_no_worse
+from ..analysis.front import cost_matrices, costs_no_worse
 from ..analysis.hypervolume import hypervolume
 from ..analysis.pareto import nondominated
 from ..cost import count_cost
@@ -214,13 +214,18 @@ class Score:
     although, by truth, none of their cited dominators dominates them, per genome judged (every
     genome trained). ``planted_found``: of the evaluated genomes holding a planted placement, the
     share called clearly dominated (None: the landscape plants none, or none was evaluated).
-    ``repeats``: trainings spent on repeats."""
+    ``repeats``: trainings spent on repeats. ``precision``: the share of the reported front that
+    the truth does not dominate among the genomes the search evaluated (its true values and costs):
+    the hypervolume of a superset is never smaller, so a front that reports every genome it
+    trained (one seed each: nothing is ever called dominated) scores well on ``hv_share`` and
+    badly here."""
 
     hv_share: float
     front_share: float
     false_call_rate: float
     planted_found: float | None
     repeats: int
+    precision: float = 1.0
     false_calls: int = 0
     judged: int = 0
     planted_evaluated: int = 0
@@ -262,7 +267,13 @@ def score(result, front: TrueFront) -> Score:
             planted_seen += 1
             planted_called += bool(dominators)
     judged = len(product.stats)
-    return Score(hv_share=float(hv_share), front_share=float(front_share),
+    no_worse, cheaper = cost_matrices(product.stats, selection)
+    values = np.array([truth[s.genome] for s in product.stats])
+    truly = no_worse & ((values[:, None] > values[None, :]) | ((values[:, None] == values[None, :]) & cheaper))
+    np.fill_diagonal(truly, False)
+    index = {s.genome: i for i, s in enumerate(product.stats)}
+    kept = [not truly[:, index[m.genome]].any() for m in product.members]
+    return Score(precision=float(np.mean(kept)) if kept else 1.0, hv_share=float(hv_share), front_share=float(front_share),
                  false_call_rate=false_calls / judged if judged else 0.0,
                  planted_found=planted_called / planted_seen if planted_seen else None,
                  repeats=int(result.policy.tally.repeats), false_calls=false_calls, judged=judged,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -48,6 +47,7 @@ from ..data.loader import BatchLoader
 from ..models.build import PlacedNet
 from ..models.genome import INSERT, SUBSTITUTE, Genome, Placement
 from ..models.spaces import SearchSpace
+from ..safe_files import check_no_links, replace_file, write_file
 from .fidelity import Fidelity, get_fidelity
 from .loop import (
     Report,
@@ -165,7 +165,7 @@ def train_supernet(
     space: SearchSpace, data: DataSpec | str, fidelity: Fidelity | str, num_classes: int, seed: int,
     checkpoint_dir: Path | str, epochs: int | None = None, report: Report | None = None,
     device: torch.device | str | None = None, val_fraction: float = VAL_FRACTION, sampler: str = "uniform",
-    width_mult: float | None = None,
+    width_mult: float | None = None, root: Path | str | None = None,
 ) -> SuperNet:
     """Train the supernet of ``space`` (at ``width_mult``, default its first width) at ``fidelity``
     (``epochs`` replaces its epochs), one uniformly sampled path per step, and return it.
@@ -180,7 +180,9 @@ def train_supernet(
     space, data, fidelity (epochs included: they shape the schedule), seed, width and split: a
     checkpoint of another run raises ValueError, as do an unknown sampler and a
     ``num_classes`` the data disagrees with (DataError). Raises NonFiniteLossError when the
-    loss becomes NaN or infinite.
+    loss becomes NaN or infinite. ``root``: the study folder ``checkpoint_dir`` is in (default
+    ``checkpoint_dir``): nothing below it is written or read through a symbolic link
+    (``safe_files``; LinkRefused, a ValueError).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown path sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
@@ -196,7 +198,8 @@ def train_supernet(
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint = checkpoint_dir / CHECKPOINT
     key = _run_key(space, data, fidelity, seed, width, val_fraction, sampler, num_classes)
-    _claim(checkpoint_dir, key)
+    root = checkpoint_dir if root is None else Path(root)
+    _claim(checkpoint_dir, key, root)
 
     train_set = load_images(data, "train", fidelity.resolution)
     if len(train_set.classes) != num_classes:
@@ -246,7 +249,7 @@ def train_supernet(
         rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
         if cuda:
             rng["cuda"] = torch.cuda.get_rng_state(device)
-        _save_atomically(checkpoint, {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        _save_atomically(checkpoint, root, {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                       "scheduler": schedule.scheduler.state_dict(), "rng": rng})
         if report is not None:
             report(epoch, {"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
@@ -264,10 +267,13 @@ def _run_key(space: SearchSpace, data: DataSpec, fidelity: Fidelity, seed: int, 
     return json.loads(json.dumps(key))  # tuples become lists, as they will when read back
 
 
-def _claim(checkpoint_dir: Path, key: dict[str, Any]) -> None:
+def _claim(checkpoint_dir: Path, key: dict[str, Any], root: Path) -> None:
     """Write the run key beside the checkpoint, or raise ValueError if the checkpoint there
-    belongs to another run."""
+    belongs to another run (LinkRefused if either is a symbolic link, or a folder above them
+    below ``root``)."""
     key_path = checkpoint_dir / CHECKPOINT_KEY
+    check_no_links(root, checkpoint_dir / CHECKPOINT)
+    check_no_links(root, key_path)
     if (checkpoint_dir / CHECKPOINT).is_file():
         if not key_path.is_file():
             raise ValueError(f"{checkpoint_dir}: {CHECKPOINT} without its {CHECKPOINT_KEY}; cannot tell which run it is")
@@ -277,23 +283,13 @@ def _claim(checkpoint_dir: Path, key: dict[str, Any]) -> None:
             raise ValueError(f"{checkpoint_dir}: the checkpoint there is of another run (it differs in "
                              f"{', '.join(differing)}); give another checkpoint directory")
         return
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(key_path, lambda file: file.write(json.dumps(key, indent=2).encode()))
+    write_file(root, key_path, json.dumps(key, indent=2))
 
 
-def _save_atomically(path: Path, state: dict[str, Any]) -> None:
-    _replace_atomically(path, lambda file: torch.save(state, file))
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """Write through a temporary file and rename it over ``path``: a run killed mid-write
-    leaves the previous file whole."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
-        write(file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+def _save_atomically(path: Path, root: Path, state: dict[str, Any]) -> None:
+    """``state`` to ``path`` through a temporary file renamed over it, so a run killed mid-write
+    leaves the previous checkpoint whole, and through no symbolic link (``safe_files.replace_file``)."""
+    replace_file(root, path, lambda file: torch.save(state, file))
 
 
 # -- scoring -----------------------------------------------------------------------------------
