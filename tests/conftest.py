@@ -34,7 +34,7 @@ LONGEST_FIRST = (
     "test_latency_objective_through_search_report_and_export",
     "test_search_joins_a_cluster_started_with_ray_defaults", "test_drivers_wait_for_each_others_trainings",
     "test_random_genome_with_trained_weights", "test_a_password_in_the_url_is_used_and_stored_nowhere",
-    "test_the_real_driver_makes_the_simulated_study_trial_for_trial", "test_search_never_reads_the_test_split",
+    "test_the_real_driver_makes_the_simulated_study_and_the_planners_figures", "test_search_never_reads_the_test_split",
     "test_paper_configuration_exports_standalone_with_the_cost_models_params", "test_trial_states_tell_the_truth",
 )
 """The suite's longest tests, longest first (the CI's ``--durations``)."""

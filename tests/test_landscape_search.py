@@ -8,19 +8,22 @@ the product's own search, not of a copy of its policy.
 """
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas import Genome
+from ulsam_nas.analysis.front import Front
 from ulsam_nas.data import DataSpec
 from ulsam_nas.landscapes import load_landscape
 from ulsam_nas.models.spaces import load_space
 from ulsam_nas.search.result import planner_answer
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.simulate.driver import simulate_search
-from ulsam_nas.studies import open_storage
+from ulsam_nas.simulate.planner import plan
+from ulsam_nas.simulate.truth import score, true_front
 from ulsam_nas.train.fidelity import get_fidelity
 
 from .commands import ONE_AT_A_TIME, run_module
@@ -36,23 +39,34 @@ def trials_of(study: optuna.Study) -> list[tuple]:
 
 
 @pytest.mark.usefixtures("local_ray")
-def test_the_real_driver_makes_the_simulated_study_trial_for_trial(tmp_path: Path):
-    budget, seed = 30, 4
-    truth = load_landscape(LANDSCAPE, SPACE)
-    config = SearchConfig(space=SPACE, data=DataSpec.parse(f"landscape:{LANDSCAPE}"), num_classes=truth.num_classes,
-                          fidelity=get_fidelity("smoke", "mv2"), budget=budget,
-                          storage_url=f"sqlite:///{tmp_path / 'study.db'}", study_name="real", study_dir=tmp_path,
-                          seed=seed, repeats=3, concurrency=1, paper_seeds=False)
-    real = run_search(config)
-    simulated = simulate_search(SPACE, LANDSCAPE, budget, seed=seed, repeats=3, paper_seeds=False)
-    assert trials_of(real) == trials_of(simulated.study)
-    assert sum(t.state == TrialState.COMPLETE for t in real.trials) == budget
-    assert any(t.user_attrs.get("repeat_of") is not None for t in real.trials)  # the policy's repeats, both ways
-    for trial in real.trials:  # what the study holds is the landscape's truth plus its seed noise
-        genome = trial.user_attrs["genome"]
-        assert trial.values[0] == pytest.approx(truth.observe(Genome.from_string(genome), trial.user_attrs["seed"]))
-    stored = optuna.load_study(study_name="real", storage=open_storage(config.storage_url))
-    assert stored.user_attrs["dataset"] == f"landscape:{LANDSCAPE}"
+def test_the_real_driver_makes_the_simulated_study_and_the_planners_figures(tmp_path: Path):
+    """Two replicates of a search on ``additive,sigma=1,between=1`` through Ray Tune and SQLite, one
+    trial at a time, against the simulator and the planner over the same replicates (seeds 0, 1):
+    the same studies trial for trial, so the same scores, and the planner's interval holds the
+    real driver's mean."""
+    budget, truth = 36, load_landscape(LANDSCAPE, SPACE)  # the 30 paper configurations, then the sampler's
+    answer = plan(SPACE, budget, 1, 1, replicates=2, power=False, processes=1)
+    assert answer.landscape == LANDSCAPE
+    front = true_front(truth, SPACE)
+    real_scores = []
+    for seed in (0, 1):
+        config = SearchConfig(space=SPACE, data=DataSpec.parse(f"landscape:{LANDSCAPE}"), num_classes=truth.num_classes,
+                              fidelity=get_fidelity("smoke", "mv2"), budget=budget,
+                              storage_url=f"sqlite:///{tmp_path / f'study{seed}.db'}", study_name="real",
+                              study_dir=tmp_path, seed=seed, repeats=3, concurrency=1)
+        real = run_search(config)
+        simulated = simulate_search(SPACE, LANDSCAPE, budget, seed=seed, repeats=3)
+        assert trials_of(real) == trials_of(simulated.study)
+        for trial in real.trials:  # what the study holds is the landscape's truth plus its seed noise
+            genome = Genome.from_string(trial.user_attrs["genome"])
+            assert trial.values[0] == pytest.approx(truth.observe(genome, trial.user_attrs["seed"]))
+        policy = SimpleNamespace(tally=SimpleNamespace(repeats=sum("repeat_of" in t.user_attrs for t in real.trials)))
+        real_scores.append(score(SimpleNamespace(front=Front.of_study(real), landscape=truth, policy=policy), front))
+    assert any(s.repeats for s in real_scores)  # the policy's repeats, both ways
+    assert [(s.hv_share, s.false_call_rate) for s in real_scores] == \
+        [(r.hv_share, r.false_call_rate) for r in answer.replicates]
+    mean = sum(s.hv_share for s in real_scores) / 2
+    assert answer.hv_share.low <= mean <= answer.hv_share.high
 
 
 def test_a_landscape_file_with_interactions_runs_end_to_end(tmp_path: Path):
