@@ -105,9 +105,9 @@ def test_a_search_that_does_not_tell_placements_apart_quotes_the_planner():
     search = simulate_search(SPACE, "additive,sigma=4,between=0.5", 50, seed=1)
     front = search.front
     assert front.signal.std is not None and not front.signal.resolved  # σ 8x the signal: not told apart at 50
-    line = planner_answer(front, SPACE, 50, 3, "nsga2", 2)
+    line = planner_answer(front, SPACE, 50, 3, "tpe", 2)
     assert line.startswith(f"if the placements differed by as much as this study allows (between-genome std "
                            f"{front.signal.high:.1f} pp")
-    assert "planner (2 replicates of nsga2 K=3, budget 50" in line and "front found" in line
-    assert planner_answer(front, SPACE, 50, 3, "nsga2", 0) is None  # --plan-replicates 0
-    assert planner_answer(front, SPACE, 49, 3, "nsga2", 2) is None  # under the planner's first rung
+    assert "planner (2 replicates of tpe K=3, budget 50" in line and "front found" in line
+    assert planner_answer(front, SPACE, 50, 3, "tpe", 0) is None  # --plan-replicates 0
+    assert planner_answer(front, SPACE, 49, 3, "tpe", 2) is None  # under the planner's first rung

@@ -24,7 +24,7 @@ from ..data import VAL_FRACTION
 from ..names import STUDIES, folder_in, name_flag
 from ..studies import without_password
 from .ledger import StudyMismatch, finished_count
-from .policy import SAMPLERS
+from .policy import DEFAULT_SAMPLER, SAMPLERS
 
 
 def _parser() -> ArgumentParser:
@@ -36,7 +36,8 @@ def _parser() -> ArgumentParser:
     p.add_argument("--fidelity", default=None,
                    help="training per trial: smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8 "
                         "(keys in ulsam_nas.train.fidelity; default: proxy with a GPU, smoke without)")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER,
+                   help=f"Optuna sampler (default {DEFAULT_SAMPLER}, chosen by benchmarks/search_quality.py)")
     p.add_argument("--seed", type=int, default=0,
                    help="the sampler's seed; a genome's k-th training uses seed + k (default 0)")
     p.add_argument("--repeats", type=int, default=3,

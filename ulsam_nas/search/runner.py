@@ -31,7 +31,7 @@ from ..models.spaces import SearchSpace
 from ..studies import StudyLock, open_storage
 from ..train.fidelity import Fidelity
 from .ledger import INTERRUPTED, close_interrupted, driver_identity, open_study, requeue_stale
-from .policy import SearchPolicy
+from .policy import DEFAULT_SAMPLER, SearchPolicy
 from .progress import PlanProgress, ProgressLine
 from .schedulers import MultiObjectiveSuccessiveHalving
 from .searchers import PlanSearcher, StudySearcher
@@ -87,7 +87,7 @@ class SearchConfig:
     storage_url: str
     study_name: str
     study_dir: Path
-    sampler: str = "nsga2"
+    sampler: str = DEFAULT_SAMPLER
     seed: int = 0  # the sampler's seed, and the base of every training's seed
     repeats: int = 3
     repeat_share: float | None = None  # the largest share of the budget repeats may take (None: no cap)

@@ -24,7 +24,7 @@ from ..analysis.objectives import DEFAULT
 from ..cli import ArgumentParser, fail
 from ..landscapes import LandscapeError
 from ..models.spaces import SpaceError, load_space
-from ..search.policy import SAMPLERS
+from ..search.policy import DEFAULT_SAMPLER, SAMPLERS
 from .planner import LADDER, plan, stderr_progress
 
 
@@ -38,7 +38,8 @@ def _parser() -> ArgumentParser:
     p.add_argument("--calibration", type=Path, default=None,
                    help="a calibration folder (calibration.json) to take σ and the between-genome std from")
     p.add_argument("--replicates", type=int, default=20, help="simulated searches, seeds 0..N-1 (default 20)")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER,
+                   help=f"Optuna sampler, as the search's (default {DEFAULT_SAMPLER})")
     p.add_argument("--repeats", type=int, default=3, help="seeds per contender, K (default 3)")
     p.add_argument("--repeat-share", type=float, default=None, metavar="SHARE",
                    help="the largest share of --budget repeats may take, as the search's (default: no cap)")

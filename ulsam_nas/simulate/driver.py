@@ -25,7 +25,7 @@ from ..landscapes import Landscape, load_landscape
 from ..landscapes.trainer import train
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
-from ..search.policy import FINISHED, SearchPolicy, Training
+from ..search.policy import DEFAULT_SAMPLER, FINISHED, SearchPolicy, Training
 from ..train.fidelity import get_fidelity
 
 
@@ -45,7 +45,7 @@ class SimulatedSearch:
         return self.policy.front
 
 
-def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler: str = "nsga2", seed: int = 0,
+def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
                     repeats: int = 3, concurrency: int = 1, objectives: str = DEFAULT, fidelity: str = "smoke",
                     paper_seeds: bool = True, cost_tolerance: float = COST_TOLERANCE, repeat_share: float | None = None,
                     storage: str | optuna.storages.BaseStorage | None = None,

@@ -43,6 +43,7 @@ from ..analysis.objectives import DEFAULT
 from ..landscapes import load_landscape
 from ..landscapes.builtins import PLANTED
 from ..models.spaces import SearchSpace, load_space
+from ..search.policy import DEFAULT_SAMPLER
 from .truth import score, true_front
 
 LADDER = (50, 100, 200, 400, 800)
@@ -243,7 +244,7 @@ def _run(jobs: list[tuple], processes: int, progress: Callable[[str], None] | No
 
 
 def plan(space: SearchSpace, budget: int, sigma: float, between: float, replicates: int = 20, *,
-         sampler: str = "nsga2", repeats: int = 3, repeat_share: float | None = None, objectives: str = DEFAULT,
+         sampler: str = DEFAULT_SAMPLER, repeats: int = 3, repeat_share: float | None = None, objectives: str = DEFAULT,
          processes: int = 2,
          ladder: Sequence[int] = LADDER, beyond: bool = False, power: bool = True,
          progress: Callable[[str], None] | None = None) -> PlannerAnswer:
