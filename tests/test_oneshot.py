@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from ulsam_nas.analysis.agreement import RankAgreement
+from ulsam_nas.analysis.agreement import TIED_HALF, RankAgreement
 
 from .commands import run_main, run_module, start_module, wait_until
 from .conftest import write_space
@@ -96,7 +96,13 @@ def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_repor
     assert set(stored["pairs"]) == {t.user_attrs["genome"] for t in confirmed}
     assert stored["ceiling_and_baselines"]["repeated"] == 6
     assert "one-shot ranking" in result.stdout and "Front of 'tiny-synthetic'" in result.stdout
-    assert "ceiling: the standalone means against themselves, split-half τ" in result.stdout  # measured
+    # The ceiling is measured, unless one half of the seeds gives every genome the same top-1 (a tiny
+    # proxy can leave every genome at chance on a seed; which seed depends on the CPU's kernels).
+    halves = [{t.values[0] for t in confirmed if t.user_attrs["seed"] == seed} for seed in (0, 1)]
+    if all(len(half) > 1 for half in halves):
+        assert "ceiling: the standalone means against themselves, split-half τ" in result.stdout
+    else:
+        assert f"ceiling not measurable: {TIED_HALF}" in result.stdout
     assert "baselines, ranking by cost: MACs τ" in result.stdout
     html = (study_dir / "report" / "report.html").read_text()
     assert "One-shot scores against standalone training" in html

@@ -223,18 +223,33 @@ def test_train_cli_bad_input_as_a_process():
         "error: fidelity 'smoke:epochs=0': epochs must be an integer in 1..1000, got '0'"], result.stderr
 
 
+# (top-1, top-5, first epoch's loss) of the pinned training below, per CPU kernel family: the same
+# code gives other floats where ATen and oneDNN pick other vector kernels, so a value pinned on one
+# machine cannot hold on every machine CI may run on; a change of the code's arithmetic or random
+# stream moves the result off every entry.
+KNOWN_CPU_RESULTS = (
+    (15.0, 53.0, 2.5630962665264425),  # the machine the values were first pinned on (issue 20)
+    (9.0, 49.0, 2.5907730689415565),  # AVX-512 with AMX (Sapphire Rapids), the libraries' default kernels
+    (11.0, 52.0, 2.587982471172626),  # the same machine held to AVX2 (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY)
+)
+
+
 def test_the_cpu_path_keeps_its_results_for_a_seed_and_thread_count():
     """Pinned values, computed with the code before the GPU path (issue 20: device-side crops,
     resident data, fused SGD, CUDA-event timing) was added, at 1 thread on the CPU; any change
-    of the CPU's arithmetic or random stream moves them."""
+    of the CPU's arithmetic or random stream moves them. Two trainings give the same numbers."""
     fidelity = replace(SMOKE, epochs=1, train_subset=400, test_subset=100, batch_size=32, recalibration_images=64)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        losses = []
-        result = train(Genome.parse("mv2", "(16, 17)", g=4), "synthetic", fidelity, seed=3, device="cpu",
-                       report=lambda epoch, metrics: losses.append(metrics["loss"]))
+        runs = []
+        for _ in range(2):
+            losses = []
+            result = train(Genome.parse("mv2", "(16, 17)", g=4), "synthetic", fidelity, seed=3, device="cpu",
+                           report=lambda epoch, metrics: losses.append(metrics["loss"]))
+            runs.append((result.top1, result.top5, *losses))
     finally:
         torch.set_num_threads(threads)
-    assert (result.top1, result.top5) == (15.0, 53.0)
-    assert losses == [pytest.approx(2.5630962665264425, rel=1e-12)]
+    assert runs[0] == runs[1]
+    assert any(runs[0][:2] == known[:2] and runs[0][2] == pytest.approx(known[2], rel=1e-12)
+               for known in KNOWN_CPU_RESULTS), runs[0]

@@ -104,6 +104,9 @@ def tau_with_interval(x: Sequence[float], y: Sequence[float]) -> Correlation | N
 
 # -- the ceiling and the baselines --------------------------------------------------------------------
 
+TIED_HALF = ("one half of the seeds gives every genome the same top-1, so that half ranks nothing and the "
+             "split-half τ is undefined")
+
 
 def split_half_tau(runs: Mapping[str, Sequence[float]]) -> Correlation | None:
     """The reference's reliability: Kendall τ between its genomes ranked by the first half of
@@ -171,6 +174,8 @@ class CeilingAndBaselines:
         return {name: b for name, b in self.baselines.items() if b is not None and tau <= b.value}
 
     def describe_ceiling(self) -> str:
+        if self.ceiling is None and self.repeated >= 3:
+            return f"ceiling not measurable ({TIED_HALF})"
         if self.ceiling is None:
             return (f"ceiling not measurable (the split-half τ needs 3 genomes with 2 or more seeds, "
                     f"{self.repeated} have them)")
@@ -245,11 +250,15 @@ class RankAgreement:
                  f"{self.rho:+.2f} [{self.rho_interval[0]:+.2f}, {self.rho_interval[1]:+.2f}] (90% bootstrap intervals)"]
         yardsticks = self.ceiling_and_baselines
         if yardsticks is not None:
-            ceiling = (f"ceiling: the standalone means against themselves, split-half τ {yardsticks.ceiling.describe()} "
-                       f"(one half of each genome's seeds against the other, {yardsticks.ceiling.genomes} genomes)"
-                       if yardsticks.ceiling is not None else
-                       f"ceiling not measurable: the split-half τ needs 3 genomes with 2 or more standalone seeds, "
-                       f"{yardsticks.repeated} have them (with --confirm-panel above 0 every genome trained gets 2)")
+            if yardsticks.ceiling is not None:
+                ceiling = (f"ceiling: the standalone means against themselves, split-half τ "
+                           f"{yardsticks.ceiling.describe()} (one half of each genome's seeds against the other, "
+                           f"{yardsticks.ceiling.genomes} genomes)")
+            elif yardsticks.repeated >= 3:
+                ceiling = f"ceiling not measurable: {TIED_HALF}"
+            else:
+                ceiling = (f"ceiling not measurable: the split-half τ needs 3 genomes with 2 or more standalone seeds, "
+                           f"{yardsticks.repeated} have them (with --confirm-panel above 0 every genome trained gets 2)")
             lines.append(f"{ceiling}; baselines, ranking by cost: {yardsticks.describe_baselines()}")
         if self.includes_zero:
             lines.append("warning: the τ interval includes 0: on this evidence the one-shot scores rank no better than "
