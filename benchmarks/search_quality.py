@@ -24,7 +24,7 @@ at K = 1 and 3, on additive, paper:cub200 and null at σ = 2x, 4 seeds (a few mi
 Time (2 processes on this 2-core machine): a 200-training run takes about 1-3 s with nsga2 or
 random, 30 s with tpe (its multi-objective weighting grows with the trials), a 500-training run
 15-60 s with nsga2 and several minutes with tpe. The runs other than tpe at 500 took 34 min; tpe
-at 500 adds about an hour. Cut it with ``--landscapes`` and ``--seeds``.
+at 500 (30 searches) added about 25 min. Cut it with ``--landscapes`` and ``--seeds``.
 
 Hypervolume normalisation (not the report's, whose 1 - top1/100 makes 1 pp of top-1 invisible
 beside the costs): top-1's coordinate is (best - top1) / (best - worst), best and worst the max

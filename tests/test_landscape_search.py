@@ -17,8 +17,9 @@ from optuna.trial import TrialState
 from ulsam_nas import Genome
 from ulsam_nas.analysis.front import Front
 from ulsam_nas.data import DataSpec
-from ulsam_nas.landscapes import load_landscape
+from ulsam_nas.landscapes import landscape_slug, load_landscape
 from ulsam_nas.models.spaces import load_space
+from ulsam_nas.report.writer import write_report
 from ulsam_nas.search.result import planner_answer
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.simulate.driver import simulate_search
@@ -26,7 +27,6 @@ from ulsam_nas.simulate.planner import plan
 from ulsam_nas.simulate.truth import score, true_front
 from ulsam_nas.train.fidelity import get_fidelity
 
-from .commands import ONE_AT_A_TIME, run_module
 
 SPACE = load_space("mv2")
 LANDSCAPE = "additive,sigma=1,between=1"
@@ -69,7 +69,11 @@ def test_the_real_driver_makes_the_simulated_study_and_the_planners_figures(tmp_
     assert answer.hv_share.low <= mean <= answer.hv_share.high
 
 
+@pytest.mark.usefixtures("local_ray")
 def test_a_landscape_file_with_interactions_runs_end_to_end(tmp_path: Path):
+    """A user's belief, with a pairwise interaction, through Ray Tune, the study and the report;
+    the command's own landscape lines (its description, the study named after it) are checked
+    without Ray by the bad-input tests and ``landscape_slug`` below."""
     landscape = tmp_path / "belief.toml"
     landscape.write_text("""
 backbone = "mv2"
@@ -87,18 +91,28 @@ a = "16g4"
 b = "17:1g1"
 top1 = -3.0
 """)
-    study_dir = tmp_path / "study"
-    done = run_module("ulsam_nas.search", "--space", "mv2", "--budget", "6", "--dataset", f"landscape:{landscape}",
-                      "--study", study_dir, *ONE_AT_A_TIME)
-    assert done.returncode == 0, done.stderr
-    assert "landscape belief" in done.stderr and "Front of 'mv2-landscape-belief'" in done.stdout
-    study = optuna.load_study(study_name="mv2-landscape-belief", storage=f"sqlite:///{study_dir / 'study.db'}")
     truth = load_landscape(str(landscape), SPACE)
     pair = Genome.from_string("mv2_w1.0(16g4,17:1g1)")
     assert truth.truth(pair) == pytest.approx(60.0 + 1.0 - 3.0)
-    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+    assert landscape_slug(str(landscape)) == "belief" and landscape_slug("additive,sigma=2") == "additive-sigma-2"
+    study_dir = tmp_path / "study"
+    config = SearchConfig(space=SPACE, data=DataSpec.parse(f"landscape:{landscape}"), num_classes=truth.num_classes,
+                          fidelity=get_fidelity("smoke", "mv2"), budget=6,
+                          storage_url=f"sqlite:///{study_dir / 'study.db'}", study_name="belief", study_dir=study_dir,
+                          concurrency=1, paper_seeds=False)
+    study_dir.mkdir()
+    for genome in ("mv2_w1.0(16g4,17:1g1)", "mv2_w1.0(17:1g1)"):  # the pair, and one of it alone
+        optuna.create_study(storage=config.storage_url, study_name="belief", directions=["maximize", "minimize", "minimize"],
+                            load_if_exists=True).enqueue_trial(SPACE.params(Genome.from_string(genome)))
+    study = run_search(config)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    for trial in complete:
         genome = Genome.from_string(trial.user_attrs["genome"])
         assert trial.values[0] == pytest.approx(truth.observe(genome, trial.user_attrs["seed"]))
+    assert truth.truth(Genome.from_string("mv2_w1.0(17:1g1)")) - truth.truth(pair) == pytest.approx(3.0)
+    assert {"mv2_w1.0(16g4,17:1g1)", "mv2_w1.0(17:1g1)"} <= {t.user_attrs["genome"] for t in complete}
+    write_report(study, study_dir / "report", root=study_dir)
+    assert (study_dir / "report" / "report.html").exists()
 
 
 def test_a_search_that_does_not_tell_placements_apart_quotes_the_planner():
