@@ -242,12 +242,14 @@ class RankAgreement:
         return self.ceiling_and_baselines.not_beaten_by(self.tau)
 
     def lines(self) -> list[str]:
-        if self.tau is None:
-            return [f"one-shot ranking: not measurable on {len(self.pairs)} genome(s) trained standalone "
-                    f"(needs 3 with different scores and means)"]
-        lines = [f"one-shot ranking against standalone means over {len(self.pairs)} genomes trained: Kendall τ "
-                 f"{self.tau:+.2f} [{self.tau_interval[0]:+.2f}, {self.tau_interval[1]:+.2f}], Spearman ρ "
-                 f"{self.rho:+.2f} [{self.rho_interval[0]:+.2f}, {self.rho_interval[1]:+.2f}] (90% bootstrap intervals)"]
+        if self.tau is None:  # the ceiling and baselines below are still the standalone means' own
+            lines = [f"one-shot ranking: not measurable on {len(self.pairs)} genome(s) trained standalone "
+                     f"(needs 3 with different scores and means)"]
+        else:
+            lines = [f"one-shot ranking against standalone means over {len(self.pairs)} genomes trained: Kendall τ "
+                     f"{self.tau:+.2f} [{self.tau_interval[0]:+.2f}, {self.tau_interval[1]:+.2f}], Spearman ρ "
+                     f"{self.rho:+.2f} [{self.rho_interval[0]:+.2f}, {self.rho_interval[1]:+.2f}] "
+                     f"(90% bootstrap intervals)"]
         yardsticks = self.ceiling_and_baselines
         if yardsticks is not None:
             if yardsticks.ceiling is not None:
@@ -260,7 +262,7 @@ class RankAgreement:
                 ceiling = (f"ceiling not measurable: the split-half τ needs 3 genomes with 2 or more standalone seeds, "
                            f"{yardsticks.repeated} have them (with --confirm-panel above 0 every genome trained gets 2)")
             lines.append(f"{ceiling}; baselines, ranking by cost: {yardsticks.describe_baselines()}")
-        if self.includes_zero:
+        if self.tau is not None and self.includes_zero:
             lines.append("warning: the τ interval includes 0: on this evidence the one-shot scores rank no better than "
                          "chance, so only the confirmed (standalone) values mean anything")
         beaten_by = self.not_above_baselines()
