@@ -6,6 +6,7 @@ how to open the dashboard on it.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def planner_answer(front: Front, space: SearchSpace, budget: int, repeats: int, 
     print(f"\nplanning: {replicates} simulated searches at this study's σ (python -m ulsam_nas.simulate) ...",
           file=sys.stderr, flush=True)
     answer = plan(space, budget, round(noise.sigma, 2), round(signal.high, 2), replicates, sampler=sampler,
-                  repeats=repeats, repeat_share=repeat_share)
+                  repeats=repeats, repeat_share=repeat_share, processes=max(1, min(os.cpu_count() or 1, 2 * replicates)))
     return (f"if the placements differed by as much as this study allows (between-genome std {signal.high:.1f} pp, "
             f"the upper end of its interval), {answer.summary()}")
 

@@ -6,7 +6,8 @@ one-shot search's supernet training too.
 
 The trainable is in ``trainable.py``, the searchers that decide what trains and how it ends in
 the study in ``searchers.py``, the lines the user sees in ``progress.py``, and the study's
-bookkeeping in ``ledger.py`` and what trains next in ``policy.py``. Importing this module imports Ray: the commands import it after
+bookkeeping in ``ledger.py`` and what trains next in ``policy.py``. Importing this module imports
+Ray: the commands import it after
 ``cli.start_ray``.
 """
 

@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         answer = plan(space, args.budget, args.sigma, args.between, args.replicates, sampler=args.sampler,
-                      repeats=args.repeats, repeat_share=args.repeat_share, objectives=args.objectives, processes=args.processes, ladder=ladder,
+                      repeats=args.repeats, repeat_share=args.repeat_share, objectives=args.objectives,
+                      processes=args.processes, ladder=ladder,
                       beyond=args.beyond, power=not args.no_power, progress=stderr_progress)
     except (ValueError, LandscapeError) as error:
         fail(str(error))

@@ -176,7 +176,7 @@ def planted_file(space: SearchSpace, sigma: float, between: float, folder: Path)
     effects = dict(plain.effects)
     for p in planted:
         effects[p] = effects.get(p, 0.0) - SHIFT * sigma
-    lines = [f'name = "planted"', f'backbone = "{space.backbone}"', f"sigma = {sigma!r}", f"base = {plain.base!r}",
+    lines = ['name = "planted"', f'backbone = "{space.backbone}"', f"sigma = {sigma!r}", f"base = {plain.base!r}",
              f"num_classes = {plain.num_classes}"]
     for p, value in sorted(effects.items()):
         lines += ["", "[[effect]]", f"layer = {p.layer}", f'action = "{p.action}"', f"g = {p.groups}", f"top1 = {value!r}"]

@@ -86,7 +86,8 @@ class TrueFront:
 _DELTAS: dict[tuple, tuple[tuple[float, float], dict[Placement, tuple[float, float]]]] = {}
 
 
-def _costs(space: SearchSpace, width: float, num_classes: int) -> tuple[tuple[float, float], dict[Placement, tuple[float, float]]]:
+def _costs(space: SearchSpace, width: float,
+           num_classes: int) -> tuple[tuple[float, float], dict[Placement, tuple[float, float]]]:
     """(vanilla (MACs, params), per placement its (ΔMACs, Δparams)) at ``width``, cached per process."""
     key = (str(space.path), space.name, space.backbone, width, num_classes)
     if key not in _DELTAS:
