@@ -98,11 +98,9 @@ def summary(study: optuna.Study, seconds: float) -> tuple[float, str]:
 def landscape_arm(landscape: str, early_stop: bool, seed: int, budget: int) -> tuple[float, float, str]:
     """One search on ``landscape`` through the real driver; (its hypervolume share by the truth, the
     training seconds it spent, what it held). Ray must be initialised."""
-    from types import SimpleNamespace
-
     from ulsam_nas.analysis.front import Front
     from ulsam_nas.landscapes import load_landscape
-    from ulsam_nas.simulate.truth import score, true_front
+    from ulsam_nas.simulate.truth import score_study, true_front
 
     space = load_space("mv2")
     truth = load_landscape(landscape, space)
@@ -115,9 +113,7 @@ def landscape_arm(landscape: str, early_stop: bool, seed: int, budget: int) -> t
         front = Front.of_study(study)
         finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         seconds = sum(t.user_attrs.get("seconds", 0.0) for t in finished)  # each trial's last report: its epochs so far
-        repeats = sum("repeat_of" in t.user_attrs for t in finished)
-        result = SimpleNamespace(front=front, landscape=truth, policy=SimpleNamespace(tally=SimpleNamespace(repeats=repeats)))
-        scored = score(result, true_front(truth, space))
+        scored = score_study(study, truth, true_front(truth, space))
         pruned = sum(t.state == TrialState.PRUNED for t in finished)
     return scored.hv_share, seconds, f"{len(front.stats)} genomes, {pruned} stopped early"
 

@@ -8,14 +8,12 @@ the product's own search, not of a copy of its policy.
 """
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas import Genome
-from ulsam_nas.analysis.front import Front
 from ulsam_nas.data import DataSpec
 from ulsam_nas.landscapes import landscape_slug, load_landscape
 from ulsam_nas.models.spaces import load_space
@@ -24,7 +22,7 @@ from ulsam_nas.search.result import planner_answer
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.simulate.driver import simulate_search
 from ulsam_nas.simulate.planner import plan
-from ulsam_nas.simulate.truth import score, true_front
+from ulsam_nas.simulate.truth import score_study, true_front
 from ulsam_nas.train.fidelity import get_fidelity
 
 
@@ -60,8 +58,7 @@ def test_the_real_driver_makes_the_simulated_study_and_the_planners_figures(tmp_
         for trial in real.trials:  # what the study holds is the landscape's truth plus its seed noise
             genome = Genome.from_string(trial.user_attrs["genome"])
             assert trial.values[0] == pytest.approx(truth.observe(genome, trial.user_attrs["seed"]))
-        policy = SimpleNamespace(tally=SimpleNamespace(repeats=sum("repeat_of" in t.user_attrs for t in real.trials)))
-        real_scores.append(score(SimpleNamespace(front=Front.of_study(real), landscape=truth, policy=policy), front))
+        real_scores.append(score_study(real, truth, front))
     assert any(s.repeats for s in real_scores)  # the policy's repeats, both ways
     assert [(s.hv_share, s.false_call_rate) for s in real_scores] == \
         [(r.hv_share, r.false_call_rate) for r in answer.replicates]

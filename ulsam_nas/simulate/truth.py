@@ -29,8 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from optuna.trial import TrialState
 
-from ..analysis.front import cost_matrices, costs_no_worse
+from ..analysis.front import Front, cost_matrices, costs_no_worse
 from ..analysis.hypervolume import hypervolume
 from ..analysis.pareto import nondominated
 from ..cost import count_cost
@@ -239,12 +240,24 @@ class Score:
 
 def score(result, front: TrueFront) -> Score:
     """Score a ``SimulatedSearch`` (``driver.simulate_search``) against ``front``."""
-    product = result.front
+    return score_front(result.front, result.landscape, result.policy.tally.repeats, front)
+
+
+def score_study(study, landscape: Landscape, front: TrueFront) -> Score:
+    """Score a study the real driver made on ``landscape`` (Ray Tune, the stored study) as
+    ``score`` scores a simulated one: the front the product reports from the study, and its repeats."""
+    repeats = sum("repeat_of" in t.user_attrs and "reused_from" not in t.user_attrs
+                  for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return score_front(Front.of_study(study), landscape, repeats, front)
+
+
+def score_front(product: Front, landscape: Landscape, repeats: int, front: TrueFront) -> Score:
+    """The reported front ``product`` of a search on ``landscape`` that spent ``repeats`` trainings
+    on repeats, scored against ``front`` (``Score``)."""
     selection = product.selection
     names = tuple(o.name for o in selection.computed)
     if names != front.costs:
         raise ValueError(f"the search's costs {', '.join(names)} differ from the true front's {', '.join(front.costs)}")
-    landscape: Landscape = result.landscape
     truth = {s.genome: landscape.truth(Genome.from_string(s.genome)) for s in product.stats}
 
     def point(stats) -> tuple[float, float, float]:
@@ -277,5 +290,5 @@ def score(result, front: TrueFront) -> Score:
     return Score(precision=float(np.mean(kept)) if kept else 1.0, hv_share=float(hv_share), front_share=float(front_share),
                  false_call_rate=false_calls / judged if judged else 0.0,
                  planted_found=planted_called / planted_seen if planted_seen else None,
-                 repeats=int(result.policy.tally.repeats), false_calls=false_calls, judged=judged,
+                 repeats=int(repeats), false_calls=false_calls, judged=judged,
                  planted_evaluated=planted_seen, reported=len(members), resolved=product.signal.resolved)
