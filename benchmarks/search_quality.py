@@ -82,13 +82,11 @@ def cells(quick: bool) -> list[tuple[int, str, int]]:
 
 
 def in_full_run(job: dict, levels: dict[str, list[float]]) -> bool:
-    """The full run's cells that fit in about an hour and a half on 2 cores: budget 500 (a minute a
-    search, TPE's several) only on additive, paper:cub200 and null at the larger σ, TPE at budget 200
-    (30 s a search) only on those three; everything else on every landscape and σ."""
-    if job["budget"] == 500:
+    """The full run's cells: every cell on every landscape and σ, except nsga2 at budget 500 (the issue
+    asks only the default and random there), which ran on additive, paper:cub200 and null at the
+    larger σ only."""
+    if job["budget"] == 500 and job["sampler"] == "nsga2":
         return job["landscape"] in FIRST and job["sigma"] == max(levels[job["landscape"]])
-    if job["sampler"] == "tpe" and job["budget"] == 200:
-        return job["landscape"] in FIRST
     return True
 
 

@@ -58,9 +58,8 @@ def hostile_study(tmp_path):
     add(study, "mv2_w1.0(16g4,17g4)", 42.0, CODE_LABEL, seed=0)
     add(study, "mv2_w1.0(16g4,17g4)", 44.0, CODE_LABEL, seed=1)
     add(study, "mv2_w1.0(13g4,14g4,16g4,17g4)", 35.0, IMAGE_LABEL, seed=0)
-    add(study, "mv2_w1.0(17:1g4)", 41.0, FORMULA_LABEL, seed=0, seconds=-1.5)
+    add(study, "mv2_w1.0(17:1g4)", 41.0, FORMULA_LABEL, seed=0, seconds=1.5)
     add(study, "mv2_w1.0(12:1g2)", None, state=optuna.trial.TrialState.FAIL, failure="-2+3 @SUM(A1)", seed=0)
-    study.add_trial(optuna.trial.create_trial(values=[20.0, 1e9, 1e7], user_attrs={"genome": SCRIPT_GENOME, "seed": 0}))
     return folder
 
 
@@ -84,12 +83,22 @@ def test_a_hostile_studys_text_runs_nowhere_in_the_report(hostile_study, tmp_pat
 
     trials = pd.read_csv(report / "trials.csv").set_index("trial")
     assert trials.loc[5, "label"] == "'" + FORMULA_LABEL and trials.loc[6, "failure"] == "'-2+3 @SUM(A1)"
-    assert trials.loc[2, "label"] == CODE_LABEL and trials.loc[7, "genome"] == SCRIPT_GENOME  # other text as it was
-    assert trials.loc[5, "seconds"] == -1.5 and trials["top1"].dtype == float  # numbers stay numbers
+    assert trials.loc[2, "label"] == CODE_LABEL  # other text as it was
+    assert trials.loc[5, "seconds"] == 1.5 and trials["top1"].dtype == float  # numbers stay numbers
     for table in ("genomes.csv", "pareto.csv"):
         genomes = pd.read_csv(report / table).set_index("genome")
         assert genomes.loc["mv2_w1.0(17:1g4)", "label"] == "'" + FORMULA_LABEL, table
         assert genomes["top1_mean"].dtype == float and genomes["seeds"].dtype == int, table
+
+
+def test_a_genome_attribute_that_is_no_genome_string_is_refused_before_anything_is_written(hostile_study, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(hostile_study, folder)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{folder / 'study.db'}")
+    study.add_trial(optuna.trial.create_trial(values=[20.0, 1e9, 1e7], user_attrs={"genome": SCRIPT_GENOME, "seed": 0}))
+    result = run_main("ulsam_nas.report", "--study", folder)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "trial 7's genome: genome string" in result.stderr
+    assert not (folder / "report").exists()
 
 
 def test_a_label_that_closes_the_docstring_stays_in_it(hostile_study, tmp_path):

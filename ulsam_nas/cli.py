@@ -304,11 +304,13 @@ def load_study_for_command(study_dir: Path, storage: str | None = None) -> tuple
     (``studies.read_pointer``, which checks the folder and what its pointer names, and
     ``studies.open_pointed_study``); ``storage``, the user's ``--storage``, in place of the
     storage the pointer names. When it does not open, fail in one line (exit 2). The folder, not
-    the user, chose the server: a PostgreSQL one is named before it is connected to."""
+    the user, chose the server: a PostgreSQL one is named before it is connected to. The study's
+attributes and values are checked (``study_schema.check_study``): a crafted one fails here too."""
     import sqlalchemy
 
     from .names import shown
     from .studies import POINTER, StudyNotFound, auth_note, open_pointed_study, read_pointer, shown_url
+    from .study_schema import AttributeRefused, check_study
 
     try:
         pointer = read_pointer(study_dir, storage)
@@ -317,6 +319,8 @@ def load_study_for_command(study_dir: Path, storage: str | None = None) -> tuple
             note = auth_note(pointer["storage"], from_pointer=True)
             if note:
                 print(shown(note), flush=True)
-        return open_pointed_study(pointer), pointer
-    except StudyNotFound as error:
+        study = open_pointed_study(pointer)
+        check_study(study)  # every attribute and value the commands read, before any is used
+        return study, pointer
+    except (StudyNotFound, AttributeRefused) as error:
         fail(str(error))

@@ -12,15 +12,19 @@ is written.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import optuna
 from optuna.artifacts.exceptions import ArtifactNotFound
+
+from .names import shown
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -44,8 +48,8 @@ def check_no_links(root: Path, path: Path) -> None:
         except FileNotFoundError:
             return  # nothing below a missing folder exists yet
         if stat.S_ISLNK(mode):
-            raise LinkRefused(f"{current} is a symbolic link (to {os.readlink(current)}): nothing is written "
-                              f"through a link in a study folder")
+            raise LinkRefused(f"{current} is a symbolic link (to {os.readlink(current)}): no file of a study folder "
+                              f"is written or served through a link")
 
 
 def within(path: Path, folder: Path) -> bool:
@@ -96,15 +100,32 @@ def open_no_link(root: Path, path: Path) -> BinaryIO:
 
 class StudyArtifactStore(optuna.artifacts.FileSystemArtifactStore):
     """Optuna's file-system artifact store in ``<study>/artifacts``, writing and serving no file
-    through a symbolic link (``replace_file``, ``open_no_link``)."""
+    through a symbolic link (``replace_file``, ``open_no_link``), and taking only plain names as
+    artifact ids (``PLAIN_ID``): Optuna names every artifact it uploads with a uuid4, but the ids
+    the dashboard reads, serves and deletes come from the study's attributes, which whoever sent
+    the folder wrote. A crafted id such as ``sub/important.txt``, with ``sub`` a link out of the
+    folder, would otherwise reach a file elsewhere."""
+
+    PLAIN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+    """A file name in the artifacts folder itself: no folder, no ``..``, no leading dot (the
+    temporary files of ``replace_file`` start with one)."""
 
     def __init__(self, root: Path, base_path: Path) -> None:
         super().__init__(base_path)
         self._root = Path(root)
 
+    def _get_filepath(self, artifact_id: str) -> Path:
+        if not (isinstance(artifact_id, str) and self.PLAIN_ID.fullmatch(artifact_id) and ".." not in artifact_id):
+            raise ValueError(f"artifact id {artifact_id!r} is not a plain name")
+        return self._base_path / artifact_id
+
     def open_reader(self, artifact_id: str) -> BinaryIO:
         try:
-            return open_no_link(self._root, self._get_filepath(artifact_id))
+            path = self._get_filepath(artifact_id)
+        except ValueError as error:  # not a plain name: no artifact of this folder
+            raise ArtifactNotFound(str(error)) from error
+        try:
+            return open_no_link(self._root, path)
         except FileNotFoundError as error:
             raise ArtifactNotFound("not found") from error
 
@@ -112,6 +133,38 @@ class StudyArtifactStore(optuna.artifacts.FileSystemArtifactStore):
         replace_file(self._root, self._get_filepath(artifact_id), lambda file: shutil.copyfileobj(content_body, file))
 
     def remove(self, artifact_id: str) -> None:
-        path = self._get_filepath(artifact_id)
-        check_no_links(self._root, path.parent)
-        super().remove(artifact_id)
+        """Unlinks the file named ``artifact_id`` in the artifacts folder and nothing else; a link
+        there is unlinked itself, never what it points to. An id that is not a plain name, an
+        artifacts folder that is a link, or an id naming a folder is skipped with one warning line
+        on stderr rather than raised: the dashboard deletes a study's artifacts before the study
+        and stops at the first error, so a crafted study could otherwise never be deleted. An
+        artifact that does not exist is ``ArtifactNotFound``, as Optuna's own store says it."""
+        try:
+            self._get_filepath(artifact_id)
+        except ValueError:
+            self._skipped(artifact_id, "not a plain file name")
+            return
+        try:
+            check_no_links(self._root, self._base_path)
+        except LinkRefused:
+            self._skipped(artifact_id, "the artifacts folder is a symbolic link or lies through one")
+            return
+        try:  # the folder opened without following a link, the name unlinked in it: no path is resolved twice
+            folder = os.open(self._base_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError as error:
+            raise ArtifactNotFound("not found") from error
+        except OSError as error:  # a link put there since the check (ELOOP), or a file (ENOTDIR)
+            self._skipped(artifact_id, f"{self._base_path}: {error.strerror}")
+            return
+        try:
+            os.unlink(artifact_id, dir_fd=folder)
+        except FileNotFoundError as error:
+            raise ArtifactNotFound("not found") from error
+        except IsADirectoryError:
+            self._skipped(artifact_id, "it names a folder")
+        finally:
+            os.close(folder)
+
+    def _skipped(self, artifact_id: object, why: str) -> None:
+        print(shown(f"warning: artifact {artifact_id!r} of the study not removed ({why}): only files in "
+                    f"{self._base_path} are deleted"), file=sys.stderr)

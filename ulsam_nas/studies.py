@@ -32,6 +32,7 @@ STALE_AFTER = 120.0  # a trial whose driver has not beaten for this long is clos
 SCHEMA_ATTEMPTS = 4
 BACKENDS = ("sqlite", "postgresql")  # what a study may live in: what StudyLock can lock
 ARTIFACTS = "artifacts"
+MAX_POINTER_BYTES = 65_536  # study.json: a storage URL, a study name and a space
 MAX_CLASSES = 100_000  # a class count a study may hold (ImageNet-21k has 21,841)
 SCRAM_ONLY = "scram-sha-256,none"
 """libpq's ``require_auth`` for PostgreSQL unless the user opts out: a password goes only through
@@ -136,11 +137,13 @@ def read_pointer(study_dir: Path, storage: str | None = None) -> dict:
             raise StudyNotFound(f"{study_dir}: no such folder")
         raise StudyNotFound(f"{study_dir}: no study here (no {POINTER}; run python -m ulsam_nas.search first)")
     try:
+        if path.stat().st_size > MAX_POINTER_BYTES:
+            raise ValueError(f"{path.stat().st_size:,} bytes, a pointer holds a few hundred")
         pointer = json.loads(path.read_text())
         named = str(pointer["storage"])
         sqlalchemy.engine.make_url(named)
         study_name, space = str(pointer["study_name"]), str(pointer.get("space", ""))
-    except (ValueError, KeyError, TypeError, AttributeError, sqlalchemy.exc.ArgumentError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, sqlalchemy.exc.ArgumentError) as error:
         raise StudyNotFound(f"{path}: not a study pointer ({hide_secrets(str(error))})") from None
     storage = storage if storage is not None else pointed_storage(study_dir, named)
     return {"storage": storage, "study_name": study_name, "space": space}

@@ -280,11 +280,14 @@ class RankAgreement:
 
 
 def agreement_of(study: optuna.Study) -> RankAgreement | None:
-    """The rank agreement a one-shot search stored on its study; None for a standalone search. A
-    study stored before the ceiling and baselines were measured reads back without them."""
+    """The rank agreement a one-shot search stored on its study; None for a standalone search."""
     stored = study.user_attrs.get("oneshot")
-    if not stored:
-        return None
+    return agreement_from_json(stored) if stored else None
+
+
+def agreement_from_json(stored: dict) -> RankAgreement:
+    """The rank agreement from a study's ``oneshot`` attribute. A study stored before the ceiling
+    and baselines were measured reads back without them."""
     tau_interval, rho_interval = (tuple(v) if v else None for v in (stored["tau_interval"], stored["rho_interval"]))
     yardsticks = stored.get("ceiling_and_baselines")
     return RankAgreement({g: tuple(p) for g, p in stored["pairs"].items()}, stored["tau"], tau_interval, stored["rho"],

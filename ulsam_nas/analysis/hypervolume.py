@@ -7,6 +7,16 @@ of their last coordinate, and between two consecutive values multiply the slab's
 (d-1)-dimensional hypervolume of the points seen so far. In three dimensions the slabs' 2-D
 staircase is kept up to date point by point, with its area, instead of being built again for
 every slab: O(n log n) comparisons for n points (plus list shifts), where rebuilding is O(n² log n).
+
+In four dimensions and more the slicing's work grows as n^(d-2) log n: 0.12 s for 400 mutually
+nondominated points in 4-D on this machine, 7.7 s in 5-D. Above ``EXACT_POINTS`` points (after
+the dominated ones are dropped) the volume is therefore estimated (``monte_carlo``): the share of
+``MONTE_CARLO_SAMPLES`` uniform points of the reference box that some point dominates, from a
+fixed seed, so the same points give the same estimate. Its standard error is at most
+0.5 / sqrt(samples) of the box's volume: 0.005 of it with 10,000 samples, which take about 0.4 ms
+per point here (2 s for 5,000). Studies hold at most
+four objectives (``objectives.MAX_OBJECTIVES``), so a report meets the estimate only with more
+than 400 genomes on a 4-objective front.
 """
 
 from __future__ import annotations
@@ -14,7 +24,12 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
-from .pareto import Point, weakly_dominates
+import numpy as np
+
+from .pareto import Point, nondominated, weakly_dominates
+
+EXACT_POINTS = {4: 400}  # the most points in d dimensions whose volume is computed exactly (d >= 5: 40)
+MONTE_CARLO_SAMPLES = 10_000
 
 
 def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float]) -> float:
@@ -28,7 +43,33 @@ def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float]) -
             inside.append(point)
     if not inside:
         return 0.0
+    if is_estimated(len(inside), len(bound)):
+        inside = list(nondominated(dict(enumerate(tuple(p) for p in inside))).values())
+        if is_estimated(len(inside), len(bound)):
+            return monte_carlo(inside, bound)[0]
     return _volume(inside, bound)
+
+
+def is_estimated(points: int, dimensions: int) -> bool:
+    """Whether ``hypervolume`` estimates the volume of this many mutually nondominated points."""
+    return dimensions >= 4 and points > EXACT_POINTS.get(dimensions, 40)
+
+
+def monte_carlo(points: Sequence[Sequence[float]], reference: Sequence[float],
+                samples: int = MONTE_CARLO_SAMPLES) -> tuple[float, float]:
+    """(estimate, standard error) of the hypervolume of minimisation ``points`` inside the box
+    from the points' lowest corner to ``reference``: the box's volume times the share of uniform
+    samples in it that a point weakly dominates. Seeded: the same points, the same estimate."""
+    array = np.asarray(points, dtype=float)
+    low, high = array.min(axis=0), np.asarray(reference, dtype=float)
+    box = float(np.prod(high - low))
+    draws = np.random.default_rng(0).uniform(low, high, size=(samples, len(high)))
+    covered = np.zeros(samples, dtype=bool)
+    for start in range(0, len(array), 256):  # 256 points at a time: memory samples x 256 x d
+        chunk = array[start:start + 256]
+        covered |= (chunk[None, :, :] <= draws[:, None, :]).all(axis=2).any(axis=1)
+    share = covered.mean()
+    return box * share, box * float(np.sqrt(share * (1 - share) / samples))
 
 
 def _volume(points: list[Point], reference: Point) -> float:

@@ -32,6 +32,10 @@ from typing import Any
 from ..cost import count_cost
 from ..models.genome import Genome
 
+# A study holds one training metric and at most three costs, as many as the registry offers: a
+# crafted study with more is refused (the exact hypervolume's work grows as n^(d-2) log n in d
+# objectives; with 8 of them a report over 80 genomes had not ended after 90 s).
+MAX_OBJECTIVES = 4
 REFERENCE_FACTOR = 1.25  # the hypervolume's reference point: 1.25 x the vanilla backbone's costs
 DEFAULT = "top1,macs,params"
 # Trial user attributes and training results the harness writes itself: no objective may take these names.
@@ -278,6 +282,9 @@ def stored_objectives(specs: Any) -> tuple[Objective, ...]:
     objectives with distinct names, one of them a maximised training metric."""
     if not isinstance(specs, list):
         raise ValueError(f"the study's objective_specs: expected a list, got {reprlib.repr(specs)}")
+    if len(specs) > MAX_OBJECTIVES:
+        raise ValueError(f"the study's objective_specs: {len(specs)} objectives; the product reads at most "
+                         f"{MAX_OBJECTIVES} (one training metric and up to three costs)")
     objectives = tuple(stored_objective(spec, f"the study's objective_specs[{i}]") for i, spec in enumerate(specs))
     names = [o.name for o in objectives]
     trained = [o for o in objectives if o.trained]

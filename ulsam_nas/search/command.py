@@ -23,6 +23,7 @@ from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet
 from ..data import VAL_FRACTION
 from ..names import STUDIES, folder_in, name_flag
 from ..studies import without_password
+from ..study_schema import AttributeRefused
 from .ledger import StudyMismatch, finished_count
 from .policy import DEFAULT_SAMPLER, SAMPLERS
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             study = run_oneshot(config, args.confirm, args.supernet_epochs, confirm_panel=args.confirm_panel)
         else:
             study = run_search(config)
-    except StudyMismatch as error:
+    except (StudyMismatch, AttributeRefused) as error:
         fail(str(error))
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)

@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..analysis.objectives import Selection
+from ..study_schema import check_study
 
 INTERRUPTED = "interrupted"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -70,9 +71,12 @@ def driver_is_gone(identity: str) -> bool:
 def open_study(storage: optuna.storages.BaseStorage, name: str, identity: dict[str, Any],
                selection: Selection) -> optuna.Study:
     """Create or load the study; refuse one made for another space, data set, fidelity, seed or
-    objectives. The caller sets ``study.sampler``."""
+    objectives, or one whose attributes or values do not fit the schema (``study_schema``,
+    AttributeRefused). The caller sets ``study.sampler``."""
     study = optuna.create_study(storage=storage, study_name=name, directions=selection.directions,
                                 load_if_exists=True)
+    if study.get_trials(deepcopy=False):  # a study to continue, perhaps received: what it holds is checked first
+        check_study(study)
     identity = {**identity, "objectives": ",".join(selection.names)}
     stored = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
     if study.metric_names:  # a study from before the objectives were stored names them here
