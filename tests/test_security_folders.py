@@ -21,7 +21,7 @@ from ulsam_nas.safe_files import LinkRefused, StudyArtifactStore, check_no_links
 from ulsam_nas.studies import POINTER, read_pointer, write_pointer
 from ulsam_nas.train.supernet import _claim, _save_atomically
 
-from .commands import run_main
+from .commands import run_main, run_module
 from .conftest import add
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -248,3 +248,25 @@ def test_the_exported_readme_shows_markup_in_a_label_as_text():
     assert "<img" not in readme and "<script>" not in readme and "](" not in readme and "\n# h" not in readme
     assert "&lt;img src\\=x onerror\\=alert\\(1\\)&gt; \\[x\\]\\(javascript\\:alert\\(1\\)\\)" in readme
     assert model_description(arch, cost, HTML_LABEL).endswith(f"Paper configuration: {HTML_LABEL}.")  # model.py's own
+
+
+def test_the_search_writes_no_pointer_through_a_linked_one(tmp_path, victim):
+    folder = tmp_path / "received"
+    folder.mkdir()
+    (folder / POINTER).symlink_to(victim)
+    before = fingerprint(victim)
+    result = run_module("ulsam_nas.search", "--study", folder, "--budget", "1")  # real streams: a process
+    last = result.stderr.strip().splitlines()[-1]  # after the search's progress lines
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert last == f"error: {folder / POINTER} is a symbolic link to {victim}, outside the study folder: a study " \
+                   f"folder's files must be in it"
+    assert fingerprint(victim) == before and os.listdir(folder) == [POINTER]
+
+
+def test_a_pointer_host_holding_escapes_cannot_rewrite_the_connecting_line(tmp_path):
+    folder = tmp_path / "received"
+    folder.mkdir()
+    (folder / POINTER).write_text(json.dumps({"storage": "postgresql://u@evil\r\x1b[2Khost/db", "study_name": "x"}))
+    result = run_main("ulsam_nas.report", "--study", folder)
+    assert result.stdout == f"connecting to postgresql://u@evil\\r\\x1b[2Khost/db (named by {folder / POINTER})\n"
+    refused(result, "cannot open storage postgresql://u@evil\\r\\x1b[2Khost/db")
