@@ -20,7 +20,7 @@ TINY_LAYERS = """
 16 = { actions = ["keep", "substitute"], groups = [4] }
 17 = { actions = ["keep", "insert"], groups = [4, 8] }
 """
-FIDELITY = "smoke:train_images=400,test_images=200"
+FIDELITY = "smoke:epochs=1,train_images=200,test_images=100"
 
 
 def oneshot_args(space, study_dir, *extra: str) -> list[str]:
