@@ -1,7 +1,7 @@
 """Search quality by truth: which sampler and how many repeats find the true front, per budget.
 
     python benchmarks/search_quality.py [--quick] [--seeds 10] [--processes 2] [--out table.md|table.csv]
-        [--runs /tmp/search_quality_runs.jsonl] [--landscapes additive,paper:cub200]
+        [--runs benchmarks/results/search_quality_runs.jsonl] [--landscapes additive,paper:cub200]
 
 Every run is the search policy driven without Ray (``ulsam_nas.simulate.driver.simulate_search``)
 on a built-in landscape over the mv2 space, scored by the landscape's truth
@@ -12,19 +12,22 @@ share of the evaluated genomes holding a planted placement that are called clear
 (d) trainings spent on repeats.
 
 Cells (the full run, ``in_full_run``): at budget 200 random and nsga2 with K = 1, 2, 3 and 3 with
-``--repeat-share 0.1`` ("3s"), and tpe (the default) with K = 3; at budgets 50, 100 and 500 random,
-nsga2 and tpe with K = 3. Each on every built-in landscape (null, additive, outliers,
-paper:food101, paper:cub200, paper:dogs) at two seed noises, σ = 0.5x and 2x the landscape's
-between-genome std over the space (null, whose between std is 0, takes additive's σ), 10 seeds
-(``--seeds``), except budget 500 (additive, paper:cub200 and null at the larger σ only) and tpe at
-budget 200 (those three landscapes only). GP is left out: one GP search of 200 trainings ran over
-6 minutes without finishing on this machine. ``--quick``: budget 200 only with random and nsga2
-at K = 1 and 3, on additive, paper:cub200 and null at σ = 2x, 4 seeds (a few minutes).
+``--repeat-share 0.1`` ("3s"), and tpe (the default) with K = 3; at budgets 50, 100 and 500 random
+and tpe with K = 3, and nsga2 at 50 and 100 (at 500 only on additive, paper:cub200 and null at the
+larger σ). Each on every built-in landscape (null, additive, outliers, paper:food101,
+paper:cub200, paper:dogs) at two seed noises, σ = 0.5x and 2x the landscape's between-genome std
+over the space (null, whose between std is 0, takes additive's σ), 10 seeds (``--seeds``). GP is
+left out: one GP search of 200 trainings ran over 6 minutes without finishing on this machine.
+``--quick``: budget 200 only with random and nsga2 at K = 1 and 3, on additive, paper:cub200 and
+null at σ = 2x, 4 seeds (a few minutes).
 
 Time (2 processes on this 2-core machine): a 200-training run takes about 1-3 s with nsga2 or
-random, 30 s with tpe (its multi-objective weighting grows with the trials), a 500-training run
-15-60 s with nsga2 and several minutes with tpe. The runs other than tpe at 500 took 34 min; tpe
-at 500 (30 searches) added about 25 min. Cut it with ``--landscapes`` and ``--seeds``.
+random, 20-30 s with tpe (its per-parameter split of the trials and multi-objective weighting grow
+with the trials), a 500-training run 15-60 s with nsga2 or random and about 2-3 minutes with tpe.
+Every cell but budget 500 took about 75 min; budget 500 on all twelve landscape and σ pairs needs
+about 2.5 h more, of which the finished runs (``benchmarks/results/search_quality_runs.jsonl``,
+resumed with ``--runs``) hold additive, paper:cub200 and null at the larger σ. Cut it with
+``--landscapes`` and ``--seeds``.
 
 Hypervolume normalisation (not the report's, whose 1 - top1/100 makes 1 pp of top-1 invisible
 beside the costs): top-1's coordinate is (best - top1) / (best - worst), best and worst the max
