@@ -22,7 +22,7 @@ from ..analysis.objectives import DEFAULT, REGISTRY, Selection, parse_limit
 from ..cli import ArgumentParser, add_resource_flags, check_storage, fail, quiet_logging, size_trials, start_ray
 from ..data import VAL_FRACTION
 from ..names import STUDIES, folder_in, name_flag
-from ..studies import without_password
+from ..studies import check_folder, without_password
 from ..study_schema import AttributeRefused
 from .ledger import StudyMismatch, finished_count
 from .policy import DEFAULT_SAMPLER, SAMPLERS
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the names are checked; their folders must not lead out through a symbolic link
         study_dir = args.study or folder_in(STUDIES, name)
         folder_in(study_dir, "ray", args.study_name or name)
+        check_folder(study_dir)  # a received folder's links out are refused before Ray starts
     except ValueError as error:
         fail(str(error))
     storage_url = args.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
