@@ -73,6 +73,8 @@ def _parser() -> ArgumentParser:
                            help=f"only architectures with at most this {objective.label} "
                                 f"(e.g. 250{objective.unit.strip() or ''}), rejected before training")
     p.add_argument("--no-paper-seeds", action="store_true", help="do not train the paper's configurations first")
+    p.add_argument("--full-front", action="store_true",
+                   help="print every front genome at the end, not the top 10 by shrunk mean (all are in pareto.csv)")
     p.add_argument("--plan-replicates", type=int, default=8, metavar="N",
                    help="when a search of 50 trainings or more ends with its placements not told apart, N simulated "
                         "searches (python -m ulsam_nas.simulate) say what its budget buys at the study's σ; 0: none "
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 130
     if args.strategy == "standalone" and finished_count(study) < args.budget:  # Ctrl-C: Ray Tune stopped early
-        print_result(study, space, storage_url, study_dir, args.repeats)
+        print_result(study, space, storage_url, study_dir, args.repeats, full_front=args.full_front)
         print("\ninterrupted before the budget: run the same command again to continue", file=sys.stderr)
         return 130
     if args.final:
@@ -239,5 +241,5 @@ def main(argv: list[str] | None = None) -> int:
 
         run_final(study, args.final, data, fidelity, config.resources)
     planner = (args.sampler, args.plan_replicates, args.repeat_share) if args.strategy == "standalone" else None
-    print_result(study, space, storage_url, study_dir, args.repeats, planner)
+    print_result(study, space, storage_url, study_dir, args.repeats, planner, full_front=args.full_front)
     return 0

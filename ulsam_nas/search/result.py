@@ -14,10 +14,12 @@ import optuna
 import pandas as pd
 
 from ..analysis.agreement import agreement_of
-from ..analysis.front import Front, genomes_table, paper_status
+from ..analysis.front import Front, PaperStatus, genomes_table, paper_status
+from ..analysis.picks import knee
 from ..cli import fail
 from ..models.spaces import SearchSpace
 from ..names import shown
+from ..report.wording import costs_text, genome_name, seed_spread
 from ..report.writer import write_report
 from ..safe_files import LinkRefused
 from ..studies import ARTIFACTS, artifact_store, shown_url
@@ -48,13 +50,18 @@ def planner_answer(front: Front, space: SearchSpace, budget: int, repeats: int, 
             f"the upper end of its interval), {answer.summary()}")
 
 
+TOP = 10  # front genomes printed, by shrunk mean; the rest are in pareto.csv (or the terminal with --full-front)
+
+
 def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, study_dir: Path, repeats: int,
-                 planner: tuple[str, int, float | None] | None = None) -> None:
-    """The front of ``study`` beyond seed noise, how the search stands against its ``repeats``,
-    the paper's configurations and the one-shot agreement; then the report written into
-    ``<study_dir>/report`` (and stored as the study's artifacts) and how to open the dashboard.
-    ``planner`` (the search's sampler, replicates, repeat share): when the placements are not told apart, what
-    the planner expects of this budget at the study's σ (``planner_answer``)."""
+                 planner: tuple[str, int, float | None] | None = None, full_front: bool = False) -> None:
+    """What a search prints at its end, in the order a user reads it, within a screen: σ and the
+    signal sentence (and the planner's answer when the placements are not told apart), the knee
+    and the top ``TOP`` of the front by shrunk mean (all of it with ``full_front``), how the search
+    stands against its ``repeats``, the paper's configurations in one compact table, the one-shot
+    agreement, then the report written into ``<study_dir>/report`` (stored as the study's
+    artifacts: where the full tables are) and how to open the dashboard. ``planner`` (the search's
+    sampler, replicates, repeat share): see ``planner_answer``."""
     front = Front.of_study(study)
     print(f"\n{front.noise.describe()}\n{front.signal.verdict(front.noise)}")
     if planner is not None:
@@ -64,11 +71,20 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
     trained = front.selection.trained.name
     table = genomes_table(front, members_only=True).drop(columns=[f"{trained}_ci95", "first_trial", "verdict"])
     costs = ", ".join(f"{o.column} = {o.label}" for o in front.selection.computed)
-    print(f"\nFront of {shown(repr(study.study_name))} beyond seed noise ({len(table)} genomes; top-1 % on the "
-          f"validation split, mean and std over seeds, and shrunk toward the study's mean; {costs}, at 224 px):")
+    if len(table):
+        chosen = knee(front)
+        print("\n" + shown(f"Knee: {genome_name(chosen)}, {costs_text(front, chosen)}, top-1 {front.estimate(chosen):.2f}% "
+                           f"shrunk ({seed_spread(chosen.scores)})"))
+    shown_rows = table if full_front else table.head(TOP)
+    print(f"\nFront of {shown(repr(study.study_name))} beyond seed noise: {len(table)} genomes"
+          + ("" if len(shown_rows) == len(table) else f", the top {len(shown_rows)} by shrunk mean")
+          + f" (top-1 % on the validation split, mean and std over seeds, and shrunk toward the study's mean; {costs}, "
+            f"at 224 px):")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
-        print(shown_table(table).to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-") if len(table)
-              else "(no complete trial yet)")
+        print(aligned(shown_table(shown_rows), float_format=lambda v: f"{v:.2f}", na_rep="-")
+              if len(table) else "(no complete trial yet)")
+    if len(shown_rows) < len(table):
+        print(f"... {len(table) - len(shown_rows)} more front genomes in pareto.csv (or rerun with --full-front)")
     agreement = agreement_of(study)
     short = [m for m in front.contenders() if m.n < repeats]
     if short and agreement is None:  # a one-shot search trains paper configurations with one seed on purpose
@@ -79,9 +95,10 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
     labels = [label for genome, label in space.paper_genomes() if space.contains(genome)]
     statuses = [s for s in paper_status(front, labels) if s.stats is not None]
     if statuses:
-        print("\nThe paper's configurations:")
-        for status in statuses:
-            print(f"  {shown(status.describe())}")
+        print("\nThe paper's configurations (a rival is named by its first trial, the first_trial column of "
+              "genomes.csv):")
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            print(aligned(shown_table(paper_table(statuses))))
     if agreement is not None:
         print("\n" + "\n".join(map(shown, agreement.lines())))
     url_shown = shown_url(storage_url)
@@ -99,7 +116,8 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
         summary = None  # no complete trial yet: nothing to report
     if summary is not None:
         print(f"\nhypervolume of the genome means {summary.hypervolume:.4f} ({summary.reference.describe()})")
-        print(shown(f"report: {summary.files[0]} (and {', '.join(f.name for f in summary.files[1:])} beside it)"))
+        print(shown(f"full tables: {summary.files[0].parent}/ genomes.csv (every genome), pareto.csv (the front), "
+                    f"report.html (figures, verdicts in full)"))
         try:
             store = artifact_store(study_dir)  # writes nothing through a symbolic link (safe_files)
             for path in summary.files:
@@ -108,6 +126,28 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
             fail(str(error))
     print(f"\nOpen the dashboard on this study:\n  {shown(f'python -m ulsam_nas.dashboard --study {study_dir}')}"
           f"\n  {shown(f'(or: optuna-dashboard {url_shown} --artifact-dir {study_dir / ARTIFACTS})')}")
+
+
+def paper_table(statuses: list[PaperStatus]) -> pd.DataFrame:
+    """One row per trained paper configuration: label, mean ± std over seeds, seeds, verdict and,
+    for "within noise" and "dominated", the rival by its first trial and the difference."""
+    rows = []
+    for status in statuses:
+        s, verdict = status.stats, status.verdict
+        rival = "" if verdict.kind == "front" else f"trial {verdict.other.trial} ({verdict.difference:+.1f} pp)"
+        rows.append({"configuration": status.label,
+                     "top-1 %": f"{s.mean:.1f}" + (f" ± {s.std:.1f}" if s.std is not None else ""), "n": s.n,
+                     "verdict": {"front": "on the front", "within-noise": "within noise of",
+                                 "dominated": "clearly dominated by"}[verdict.kind], "rival": rival})
+    return pd.DataFrame(rows)
+
+
+def aligned(table: pd.DataFrame, **to_string) -> str:
+    """``table`` as text with its text columns (genomes, labels, verdicts) left-aligned, numbers right."""
+    text = table.select_dtypes(include=["object", "string"]).columns
+    widths = {c: max([len(str(c)), *(len(str(v)) for v in table[c])]) for c in text}
+    formatters = {c: (lambda width: lambda v: str(v).ljust(width))(widths[c]) for c in text}
+    return table.to_string(index=False, formatters=formatters, justify="left", **to_string)
 
 
 def shown_table(table: pd.DataFrame) -> pd.DataFrame:
