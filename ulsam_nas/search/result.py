@@ -76,7 +76,7 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
         print("\n" + shown(f"Knee: {genome_name(chosen)}, {costs_text(front, chosen)}, top-1 {front.estimate(chosen):.2f}% "
                            f"shrunk ({seed_spread(chosen.scores)})"))
     shown_rows = table if full_front else table.head(TOP)
-    print(f"\nFront of {shown(repr(study.study_name))} beyond seed noise: {len(table)} genomes"
+    print(f"{'' if len(table) else chr(10)}Front of {shown(repr(study.study_name))} beyond seed noise: {len(table)} genomes"
           + ("" if len(shown_rows) == len(table) else f", the top {len(shown_rows)} by shrunk mean")
           + f" (top-1 % on the validation split, mean and std over seeds, and shrunk toward the study's mean; {costs}, "
             f"at 224 px):")
@@ -124,7 +124,7 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
                 optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
         except LinkRefused as error:
             fail(str(error))
-    print(f"\nOpen the dashboard on this study:\n  {shown(f'python -m ulsam_nas.dashboard --study {study_dir}')}"
+    print(f"\nOpen the dashboard on this study: {shown(f'python -m ulsam_nas.dashboard --study {study_dir}')}"
           f"\n  {shown(f'(or: optuna-dashboard {url_shown} --artifact-dir {study_dir / ARTIFACTS})')}")
 
 
