@@ -23,11 +23,11 @@ null at σ = 2x, 4 seeds (a few minutes).
 
 Time (2 processes on this 2-core machine): a 200-training run takes about 1-3 s with nsga2 or
 random, 20-30 s with tpe (its per-parameter split of the trials and multi-objective weighting grow
-with the trials), a 500-training run 15-60 s with nsga2 or random and about 2-3 minutes with tpe.
-Every cell but budget 500 took about 75 min; budget 500 on all twelve landscape and σ pairs needs
-about 2.5 h more, of which the finished runs (``benchmarks/results/search_quality_runs.jsonl``,
-resumed with ``--runs``) hold additive, paper:cub200 and null at the larger σ. Cut it with
-``--landscapes`` and ``--seeds``.
+with the trials), a 500-training run 15-60 s with nsga2 or random and 1-2 minutes with tpe. Every
+cell but budget 500 took about 75 min; budget 500 about 70 min more. All 2,070 finished runs are
+kept in ``benchmarks/results/search_quality_runs.jsonl``: ``--runs`` with that file resumes and
+``--table-only`` prints the tables without running anything. Cut a new run with ``--landscapes``
+and ``--seeds``.
 
 Hypervolume normalisation (not the report's, whose 1 - top1/100 makes 1 pp of top-1 invisible
 beside the costs): top-1's coordinate is (best - top1) / (best - worst), best and worst the max
