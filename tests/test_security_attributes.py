@@ -6,6 +6,7 @@ crafted size is allocated. The bounded hypervolume (at most four objectives, an 
 front points in four) is tested here too."""
 
 import json
+import shutil
 import sqlite3
 
 import numpy as np
@@ -20,7 +21,7 @@ from ulsam_nas.study_schema import check_study
 
 from .commands import run_main
 from .conftest import add
-from .test_security_folders import refused
+from .test_security_folders import pristine, refused  # noqa: F401 - pristine: the received study, a fixture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -61,30 +62,8 @@ CRAFTED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    from ulsam_nas.studies import write_pointer
-
-    folder = tmp_path_factory.mktemp("pristine") / "received"
-    url = f"sqlite:///{folder / 'study.db'}"
-    write_pointer(folder, url, "received", "mv2")
-    study = optuna.create_study(storage=url, study_name="received", directions=["maximize", "minimize", "minimize"])
-    with pytest.warns(optuna.exceptions.ExperimentalWarning):
-        study.set_metric_names(["top1", "macs", "params"])
-    for key, value in {"space": "mv2", "backbone": "mv2", "dataset": "synthetic", "fidelity": "smoke",
-                       "num_classes": 10}.items():
-        study.set_user_attr(key, value)
-    for seed in range(2):
-        add(study, "mv2_w1.0()", 36.0 - seed, seed=seed)
-        add(study, "mv2_w1.0(16g4,17g4)", 42.0 + seed, seed=seed)
-    add(study, "mv2_w1.0(13g4,14g4,16g4,17g4)", 35.0, seed=0)
-    return folder
-
-
 @pytest.mark.parametrize("edit, message", [c[1:] for c in CRAFTED], ids=[c[0] for c in CRAFTED])
 def test_a_crafted_attribute_or_value_is_refused_in_one_line_with_nothing_written(pristine, tmp_path, edit, message):
-    import shutil
-
     folder = tmp_path / "received"
     shutil.copytree(pristine, folder)
     edit(optuna.load_study(study_name="received", storage=f"sqlite:///{folder / 'study.db'}"), folder)
