@@ -26,6 +26,7 @@ from ..landscapes.trainer import train
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
 from ..search.policy import DEFAULT_SAMPLER, FINISHED, SearchPolicy, Training
+from ..studies import open_storage
 from ..train.fidelity import get_fidelity
 
 
@@ -51,7 +52,8 @@ def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler:
                     storage: str | optuna.storages.BaseStorage | None = None,
                     study_name: str = "simulated") -> SimulatedSearch:
     """Run a search of ``budget`` trainings on ``landscape`` (``landscape:TEXT``'s TEXT) as
-    ``run_search`` would with these settings, without Ray. ``storage`` None: in memory."""
+    ``run_search`` would with these settings, without Ray. ``storage`` None: in memory; a URL is
+    opened as a search opens it (``studies.open_storage``: SQLite in write-ahead-log mode)."""
     truth = load_landscape(landscape, space)
     data = DataSpec.parse(f"landscape:{landscape}")
     training_fidelity = get_fidelity(fidelity, space.backbone)
@@ -59,6 +61,8 @@ def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler:
     context = Context(space, truth.num_classes)
     with warnings.catch_warnings():  # Optuna's experimental multi-objective parts (TPE's, GP's)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if isinstance(storage, str):
+            storage = open_storage(storage)
         study = optuna.create_study(storage=storage, study_name=study_name, directions=selection.directions)
         policy = SearchPolicy(study, space, selection, context, budget, base_seed=seed, repeats=repeats,
                               paper_seeds=paper_seeds, sampler=sampler, repeat_share=repeat_share,
