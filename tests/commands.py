@@ -14,10 +14,14 @@ import contextlib
 import importlib
 import io
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -107,3 +111,54 @@ def wait_until(condition: Callable[[], bool], what: str, guard_s: float = HANG_G
         if time.monotonic() > deadline:
             _hung(what, guard_s)
         time.sleep(every_s)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def chromium() -> str | None:
+    """Headless Chromium's program, when this machine has it (.ci/run installs Debian's chromium)."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+needs_chromium = pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+
+
+def in_chromium(page: str, profile: Path, *action: str, window: str = "1400,1800",
+                budget_ms: int = 20000) -> subprocess.CompletedProcess:
+    """Headless Chromium on ``page`` (a URL), its scripts run for ``budget_ms`` of virtual time,
+    then ``action``: ``--dump-dom`` (the DOM on stdout) or ``--screenshot=FILE``."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", f"--window-size={window}", f"--virtual-time-budget={budget_ms}"]
+    return run_program([chromium(), *flags, *action, page], capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def serving_dashboard(study_dir: Path, log: Path, *args: str) -> Iterator[str]:
+    """``python -m ulsam_nas.dashboard --study study_dir`` on a free port until the block ends,
+    its output in ``log``; yields the server's base URL once it answers."""
+    port = free_port()
+    with open(log, "w") as output:
+        server = start_module("ulsam_nas.dashboard", "--study", str(study_dir), "--port", str(port), *args,
+                              stdout=output, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(log.read_text())
+        try:
+            urllib.request.urlopen(f"{base}/api/meta", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, "the dashboard's first answer", every_s=0.2)
+        yield base
+    finally:
+        server.terminate()
+        finish(server, "the dashboard's shutdown")

@@ -2,7 +2,6 @@ import fcntl
 import os
 import pickle
 import random
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,12 +159,6 @@ def write_space(folder: Path, layers: str, name: str = "tiny") -> Path:
     path = folder / f"{name}.toml"
     path.write_text(f'name = "{name}"\nbackbone = "mv2"\nwidth_mults = [1.0]\n\n[layers]\n{layers.strip()}\n')
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def add(study, genome: str, top1: float | None, label: str = "", state=TrialState.COMPLETE, **attrs):

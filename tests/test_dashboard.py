@@ -2,8 +2,6 @@
 beside the product's front over seeds, the figures and the note the search publishes into the study."""
 
 import json
-import shutil
-import subprocess
 import sys
 import urllib.request
 import zlib
@@ -22,8 +20,8 @@ from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.studies import artifact_store, open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
-from .commands import finish, run_program, start_module, wait_until
-from .conftest import add, free_port
+from .commands import in_chromium, needs_chromium, serving_dashboard
+from .conftest import add
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
@@ -32,37 +30,23 @@ FIGURE_IDS = ["ulsam-front-macs", "ulsam-front-params"]
 MACS_TITLE = "Genome means over seeds: top-1 vs MACs"
 
 
-def load(study_dir) -> optuna.Study:
-    return optuna.load_study(study_name="mv2-synthetic", storage=f"sqlite:///{study_dir / 'study.db'}")
+def load(study_dir, name: str = "mv2-synthetic") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'study.db'}")
+
+
+def storage_of(study_dir):
+    return open_storage(f"sqlite:///{study_dir / 'study.db'}")
 
 
 @pytest.fixture
-def dashboard(study_dir):
+def dashboard(study_dir, tmp_path):
     study = load(study_dir)
     summary = write_report(study, study_dir / "report")
     optuna.artifacts.upload_artifact(artifact_store=artifact_store(study_dir), file_path=str(summary.files[0]),
                                      study_or_trial=study)
-    publish_front(study)  # as the search does while it runs and at its end
-    port = free_port()
-    server = start_module("ulsam_nas.dashboard", "--study", str(study_dir), "--port", str(port),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def serving() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(server.stderr.read())
-        try:
-            urllib.request.urlopen(f"{base}/api/meta", timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_until(serving, "the dashboard's first answer", every_s=0.2)
+    publish_front(study, storage_of(study_dir))  # as the search does while it runs and at its end
+    with serving_dashboard(study_dir, tmp_path / "dashboard.txt") as base:
         yield base
-    finally:
-        server.terminate()
-        finish(server, "the dashboard's shutdown")
 
 
 def _get(url: str) -> dict:
@@ -72,7 +56,7 @@ def _get(url: str) -> dict:
 
 def test_dashboard_api_lists_the_study_names_and_front(dashboard):
     studies = _get(f"{dashboard}/api/studies")["study_summaries"]
-    assert [s["study_name"] for s in studies] == ["mv2-synthetic"]
+    assert [s["study_name"] for s in studies] == ["mv2-synthetic", "mv2-synthetic:genomes"]
     detail = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}")
     assert detail["objective_names"] == ["top1", "macs", "params"]
     assert detail["directions"] == ["maximize", "minimize", "minimize"]
@@ -117,9 +101,9 @@ def stored_figures(storage_url: str, study_name: str) -> dict[str, dict]:
 
 def test_publishing_again_replaces_the_figures_and_the_note(study_dir):
     study = load(study_dir)
-    publish_front(study)
+    publish_front(study, storage_of(study_dir))
     add(study, "mv2_w1.0(14g2)", 38.0, seed=0)  # a sixth genome, the cheapest: every figure grows, the front too
-    publish_front(study)
+    publish_front(study, storage_of(study_dir))
 
     figures = stored_figures(f"sqlite:///{study_dir / 'study.db'}", "mv2-synthetic")
     assert sorted(figures) == FIGURE_IDS
@@ -134,8 +118,9 @@ def test_publishing_again_replaces_the_figures_and_the_note(study_dir):
 def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(study_dir, monkeypatch, capsys):
     now = [0.0]
     published = []
-    monkeypatch.setattr("ulsam_nas.report.publish.publish_front", published.append)
-    publisher = DashboardPublisher(load(study_dir), every=10, min_seconds=60.0, clock=lambda: now[0])
+    monkeypatch.setattr("ulsam_nas.report.publish.publish_front", lambda study, storage: published.append(study))
+    publisher = DashboardPublisher(load(study_dir), storage_of(study_dir), every=10, min_seconds=60.0,
+                                   clock=lambda: now[0])
     publisher.on_progress(9)
     now[0] = 61.0
     publisher.on_progress(9)
@@ -148,7 +133,21 @@ def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(s
     publisher.on_progress(30)
     assert len(published) == 2
 
-    def broken(study):
+    def slow(study, storage):
+        now[0] += 20.0  # a publication of 20 s: the next waits 200 s, to keep publishing to a tenth of the time
+
+    monkeypatch.setattr("ulsam_nas.report.publish.publish_front", slow)
+    now[0] = 182.0
+    publisher.on_progress(40)
+    assert now[0] == 202.0 and publisher.published_at == 202.0
+    now[0] = 400.0
+    publisher.on_progress(50)
+    assert now[0] == 400.0  # 198 s after the last one ended: not due
+    now[0] = 402.0
+    publisher.on_progress(50)
+    assert now[0] == 422.0
+
+    def broken(study, storage):
         raise OSError("disk full")
 
     monkeypatch.setattr("ulsam_nas.report.publish.publish_front", broken)
@@ -174,24 +173,17 @@ def test_the_search_publishes_the_front_at_its_end(tmp_path, local_ray):
     assert f"of {genomes} genomes" in get_note(study) and "after 6 complete trials" in get_note(study)
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@needs_chromium
 def test_dashboard_renders_the_pareto_front_in_a_real_browser(dashboard, tmp_path):
     studies = _get(f"{dashboard}/api/studies")["study_summaries"]
     url = f"{dashboard}/dashboard/studies/{studies[0]['study_id']}"
     screenshot = tmp_path / "dashboard.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800", "--virtual-time-budget=20000"]
 
     def dom_of(page: str) -> str:
-        return run_program([_chromium(), *flags, "--dump-dom", page], capture_output=True, text=True).stdout
+        return in_chromium(page, tmp_path / "profile", "--dump-dom").stdout
 
     dom = dom_of(url)
-    run_program([_chromium(), *flags, f"--screenshot={screenshot}", url], capture_output=True)
+    in_chromium(url, tmp_path / "profile", f"--screenshot={screenshot}")
     assert "js-plotly-plot" in dom, dom[-2000:]
     assert "Pareto" in dom
     # The product's front beside Optuna's, on the study's page: the published figures, drawn by plotly.js.

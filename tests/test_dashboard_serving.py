@@ -6,7 +6,6 @@ the module; a victim outside the folder whose content and mtime must not change.
 
 import hashlib
 import json
-import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -18,8 +17,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from ulsam_nas.safe_files import StudyArtifactStore
 from ulsam_nas.studies import artifact_store, write_pointer
 
-from .commands import finish, run_main, start_module, wait_until
-from .conftest import free_port
+from .commands import run_main, serving_dashboard
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -83,29 +81,10 @@ def received(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dashboard(received, tmp_path_factory):
-    """``python -m ulsam_nas.dashboard`` on the received folder; its stderr in ``log``."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("log") / "stderr.txt"
-    with open(log, "w") as stderr:
-        server = start_module("ulsam_nas.dashboard", "--study", str(received["folder"]), "--port", str(port),
-                              stdout=subprocess.DEVNULL, stderr=stderr, text=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def serving() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(log.read_text())
-        try:
-            urllib.request.urlopen(f"{base}/api/meta", timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_until(serving, "the dashboard's first answer", every_s=0.2)
+    """``python -m ulsam_nas.dashboard`` on the received folder; its output in ``log``."""
+    log = tmp_path_factory.mktemp("log") / "output.txt"
+    with serving_dashboard(received["folder"], log) as base:
         yield {"base": base, "log": log}
-    finally:
-        server.terminate()
-        finish(server, "the dashboard's shutdown")
 
 
 def fetch(url: str, method: str = "GET", body: bytes | None = None):

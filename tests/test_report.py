@@ -15,9 +15,8 @@ from ulsam_nas.report.history import Reference, hypervolume_history, reference_f
 from ulsam_nas.report.writer import write_report
 from ulsam_nas.studies import write_pointer
 
-from .commands import run_main, run_module
+from .commands import free_port, run_main, run_module
 from .complexity import growth
-from .conftest import free_port
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

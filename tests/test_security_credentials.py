@@ -88,7 +88,7 @@ def test_a_password_in_the_url_is_used_and_stored_nowhere(postgres_url, tmp_path
     # searcher with its storage and lock) names the database alone, and connects again unpickled.
     storage, lock = open_storage(postgres_url), StudyLock(postgres_url, "tiny-synthetic")
     assert password.encode() not in pickle.dumps(storage) + pickle.dumps(lock)
-    assert [s.study_name for s in pickle.loads(pickle.dumps(storage)).get_all_studies()] == ["tiny-synthetic"]
+    assert [s.study_name for s in pickle.loads(pickle.dumps(storage)).get_all_studies()] == ["tiny-synthetic", "tiny-synthetic:genomes"]
     unpickled = pickle.loads(pickle.dumps(lock))
     with unpickled:
         pass

@@ -16,7 +16,7 @@ import pytest
 
 from ulsam_nas.studies import write_pointer
 
-from .commands import run_main, run_program
+from .commands import in_chromium, needs_chromium, run_main
 from .conftest import add
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -30,15 +30,9 @@ FORMULA_LABEL = '=HYPERLINK("http://x","y")'
 SCRIPT_GENOME = f"mv2_w1.0(<script>{PAYLOAD}</script>)"
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def rendered_dom(page, profile) -> str:
     """The DOM of ``page`` after headless Chromium has loaded it and run its scripts (plotly.js draws)."""
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
-    return run_program([_chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True).stdout
+    return in_chromium(page.as_uri(), profile, "--dump-dom", budget_ms=10000).stdout
 
 
 @pytest.fixture
@@ -63,7 +57,7 @@ def hostile_study(tmp_path):
     return folder
 
 
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@needs_chromium
 def test_a_hostile_studys_text_runs_nowhere_in_the_report(hostile_study, tmp_path):
     control = tmp_path / "control.html"  # the same payload, unescaped: proof that the browser would show it ran
     control.write_text(f"<!DOCTYPE html><html><body>{IMAGE_LABEL}</body></html>")

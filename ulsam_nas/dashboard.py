@@ -4,6 +4,10 @@
 
 Serves the study's storage (whatever --storage the search used) and the study's artifact store
 (``<study>/artifacts``: reports and exported models), bound to 127.0.0.1 unless told otherwise.
+It opens on the genome study (``<name>:genomes``, one trial per genome at its mean over seeds,
+``report.genome_study``): its address is the one printed first, and the server's root leads there,
+because optuna-dashboard's own Pareto front, History and Best Trials on the trial study are per
+training, where one lucky seed can put a genome on the front.
 
 The folder may have come from someone else, and the dashboard serves nothing it does not own:
 the artifact store takes plain names only and reads or deletes nothing through a symbolic link
@@ -79,6 +83,18 @@ def safe_artifacts(app: Callable) -> Callable:
     return serve
 
 
+def opening_on(app: Callable, page: str) -> Callable:
+    """``app`` with its root (``/``, which optuna-dashboard sends to its list of studies) sent to ``page``."""
+
+    def serve(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "/") in ("", "/"):
+            start_response("302 Found", [("Location", page), ("Content-Length", "0")])
+            return [b""]
+        return app(environ, start_response)
+
+    return serve
+
+
 def loopback(host: str) -> bool:
     """Whether ``host`` is this machine only: ``localhost`` or an address in 127.0.0.0/8 or ::1."""
     if host.lower() == "localhost":
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from optuna_dashboard import wsgi
 
     from .names import shown
+    from .report.genome_study import genome_study_name
     from .studies import artifact_store, open_storage, shown_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -111,14 +128,27 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         fail(str(error))
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(shown(f"optuna-dashboard for study {study.study_name!r} ({shown_url(pointer['storage'])}):") + "\n"
-          + shown(f"  http://{host}:{args.port}/dashboard/   (Ctrl-C stops it)"), flush=True)
+    storage = open_storage(pointer["storage"], from_pointer=True)
+    genomes_name = genome_study_name(study.study_name)
+    try:
+        genomes_id = storage.get_study_id_from_name(genomes_name)
+    except KeyError:
+        genomes_id = None
+    trials_page = f"/dashboard/studies/{storage.get_study_id_from_name(study.study_name)}"
+    first_page = trials_page if genomes_id is None else f"/dashboard/studies/{genomes_id}"
+    lines = [f"optuna-dashboard for study {study.study_name!r} ({shown_url(pointer['storage'])}), Ctrl-C stops it:"]
+    if genomes_id is not None:
+        lines.append(f"  http://{host}:{args.port}{first_page}   genome means over seeds (study {genomes_name!r}): start here")
+    lines.append(f"  http://{host}:{args.port}{trials_page}   every training (study {study.study_name!r})")
+    if genomes_id is None:
+        lines.append(f"  (the genome study {genomes_name!r} appears at the search's first dashboard refresh)")
+    print("\n".join(map(shown, lines)), flush=True)
     if not loopback(args.host):
         print(shown(f"warning: --host {args.host} exposes the dashboard: anyone who can reach port {args.port} can read, "
                     f"change and delete every study in its storage, their trials and artifacts, with no password"),
               flush=True)
     try:
-        app = safe_artifacts(wsgi(open_storage(pointer["storage"], from_pointer=True), artifact_store=store))
+        app = opening_on(safe_artifacts(wsgi(storage, artifact_store=store)), first_page)
         run(app, host=args.host, port=args.port)
     except OSError as error:
         fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")

@@ -4,8 +4,10 @@ optuna-dashboard's own Pareto front is per trial: a genome with one lucky seed c
 ``publish_front`` stores, with optuna-dashboard's public API, what the product calls the front:
 one figure per cost of the genome means over seeds with their 95% confidence intervals and the
 paper configurations marked (``figures.front_figure``, the report's figure), and the study note:
-σ, the between-genome signal, the front's size and the paper verdicts. A search refreshes them
-as it runs (``DashboardPublisher``).
+σ, the between-genome signal, the front's size and the paper verdicts. It also rebuilds the genome
+study beside the trial study (``genome_study``: one trial per genome at its mean over seeds), on
+which optuna-dashboard's own plots show genome means, with the same figures and a note of its own.
+A search refreshes them as it runs (``DashboardPublisher``).
 
 How optuna-dashboard (0.21) stores them, in study system attributes: a figure's Plotly JSON
 in chunks of 2045 characters under ``dashboard:plot_data:<graph object id>:<i>``; saving with
@@ -28,9 +30,11 @@ from ..analysis.front import Front, paper_status
 from ..analysis.objectives import Objective
 from .escaping import markdown_text
 from .figures import front_figure
+from .genome_study import genome_note, genome_study_name, rebuild_genome_study
 
 PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
-PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication
+PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication...
+PUBLISH_SHARE = 0.1  # ...nor sooner than keeps publishing to this share of the driver's time
 VERDICT_NAMES = (("front", "on the front"), ("within-noise", "within noise of a front genome"),
                  ("dominated", "clearly dominated"))
 
@@ -45,8 +49,8 @@ def figure_title(study: optuna.Study, objective: Objective) -> str:
     return f"Genome means over seeds: top-1 vs {objective.label}" + (f" on {target}" if target else "")
 
 
-def front_note(study: optuna.Study, front: Front) -> str:
-    """The study note (markdown): σ, the signal, the front's size, the paper verdicts and the rule."""
+def front_lines(study: optuna.Study, front: Front) -> list[str]:
+    """σ, the signal, the front's size and the paper verdicts, one markdown item each."""
     trials = study.get_trials(deepcopy=False)
     labels = list(dict.fromkeys(t.user_attrs["paper_label"] for t in trials if t.user_attrs.get("paper_label")))
     statuses = paper_status(front, labels)
@@ -58,14 +62,7 @@ def front_note(study: optuna.Study, front: Front) -> str:
     paper = "; ".join(f"{len(named)} {name}" + (f" ({', '.join(map(markdown_text, named))})" if named else "")
                       for name, named in groups)
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    return "\n".join([
-        "### The front over seeds",
-        "",
-        ("Optuna's Pareto front, on the study's first page, is per trial: a lucky seed can put a genome on it. The "
-         "figures *Genome means over seeds* at the foot of that page show one point per genome at its mean top-1 over "
-         "seeds, error bars the 95% confidence interval of the mean, the front beyond seed noise highlighted and the "
-         "paper configurations marked."),
-        "",
+    return [
         f"- {front.noise.describe()}",
         f"- {front.signal.verdict(front.noise)}",
         f"- front beyond seed noise: {len(front.members)} of {len(front.stats)} genomes",
@@ -77,53 +74,86 @@ def front_note(study: optuna.Study, front: Front) -> str:
         "",
         (f"*Published by the search after {complete} complete trials; refreshed every {PUBLISH_EVERY_COMPLETE} "
          f"complete trials (no sooner than {PUBLISH_MIN_SECONDS:.0f} s after the last time) and at its end.*"),
+    ]
+
+
+def front_note(study: optuna.Study, front: Front) -> str:
+    """The trial study's note (markdown): which study is which, then ``front_lines``."""
+    return "\n".join([
+        "### The front over seeds",
+        "",
+        ("This study records every training: one trial per genome and seed. Optuna's Pareto front on its first page is "
+         f"therefore per trial, and a lucky seed can put a genome on it. The study *{markdown_text(genome_study_name(study.study_name))}* "
+         "beside it holds one trial per genome at its mean over seeds: Optuna's own plots there show genome means. "
+         "The figures *Genome means over seeds* at the foot of either page show one point per genome at its mean top-1 "
+         "over seeds, error bars the 95% confidence interval of the mean, the front beyond seed noise highlighted and the "
+         "paper configurations, the knee and the vanilla backbone labelled."),
+        "",
+        *front_lines(study, front),
     ])
 
 
-def publish_front(study: optuna.Study) -> None:
+def save_figures(study: optuna.Study, front: Front, verdicts: dict[str, str], title_of: optuna.Study) -> None:
+    """The front's figures, one per cost, stored in ``study`` (titles from ``title_of``'s attributes)."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    for objective in front.selection.computed:
+        figure = front_figure(front, verdicts, objective, figure_title(title_of, objective))
+        figure.update_layout(height=None)  # the dashboard gives each figure a box of its own height
+        save_plotly_graph_object(study, figure, graph_object_id=graph_object_id(objective))
+
+
+def publish_front(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
     """Store the front's figures, one per cost, and the note in the study for optuna-dashboard,
-    replacing those of an earlier publication. Nothing while no trial is COMPLETE."""
+    replacing those of an earlier publication, and rebuild the genome study beside it
+    (``genome_study.rebuild_genome_study``) with the same figures. Nothing while no trial is COMPLETE."""
     # Imported here, not with the module: only a driver that publishes needs optuna-dashboard.
-    from optuna_dashboard import save_note, save_plotly_graph_object
+    from optuna_dashboard import save_note
 
     front = Front.of_study(study)
     if not front.stats:
         return
     verdicts = {s.genome: front.verdict(s).describe() for s in front.stats}
-    for objective in front.selection.computed:
-        figure = front_figure(front, verdicts, objective, figure_title(study, objective))
-        figure.update_layout(height=None)  # the dashboard gives each figure a box of its own height
-        save_plotly_graph_object(study, figure, graph_object_id=graph_object_id(objective))
+    save_figures(study, front, verdicts, study)
     save_note(study, front_note(study, front))
+    rebuild_genome_study(study, storage, front, genome_note(study.study_name, front_lines(study, front)))
+    genomes = optuna.load_study(study_name=genome_study_name(study.study_name), storage=storage)
+    save_figures(genomes, front, verdicts, study)
 
 
 class DashboardPublisher:
     """``publish_front`` while a search runs: once ``every`` more trials are COMPLETE and at least
-    ``min_seconds`` have passed since the last time (whichever comes later), and at the end. The
-    dashboard is a view: a failure never stops the search; it is reported once, and later
-    publications are still tried. ``lock`` (the study's planning lock) keeps two drivers of one
-    study from interleaving the chunks of a figure."""
+    ``min_seconds`` have passed since the last time, and no sooner than keeps publishing to
+    ``PUBLISH_SHARE`` of the driver's time (the genome study's rebuild grows with the genomes:
+    about 50 ms per genome on SQLite), and at the end. The dashboard is a view: a failure never stops
+    the search; it is reported once, and later publications are still tried. ``lock`` (the study's
+    planning lock) keeps two drivers of one study from interleaving the chunks of a figure or
+    rebuilding the genome study at once."""
 
-    def __init__(self, study: optuna.Study, lock: AbstractContextManager | None = None,
+    def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, lock: AbstractContextManager | None = None,
                  every: int = PUBLISH_EVERY_COMPLETE, min_seconds: float = PUBLISH_MIN_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.study, self.lock = study, nullcontext() if lock is None else lock
+        self.study, self.storage, self.lock = study, storage, nullcontext() if lock is None else lock
         self.every, self.min_seconds, self.clock = every, min_seconds, clock
-        self.complete_when_published, self.published_at = 0, clock()
+        self.complete_when_published, self.published_at, self.took = 0, clock(), 0.0
         self.warned = False
 
     def on_progress(self, complete: int) -> None:
         """Called often (every step of the search): publishes only when it is due."""
-        if complete - self.complete_when_published >= self.every and self.clock() - self.published_at >= self.min_seconds:
+        wait = max(self.min_seconds, self.took / PUBLISH_SHARE)
+        if complete - self.complete_when_published >= self.every and self.clock() - self.published_at >= wait:
             self.publish(complete)
 
     def publish(self, complete: int) -> None:
-        self.complete_when_published, self.published_at = complete, self.clock()
+        self.complete_when_published, started = complete, self.clock()
         try:
             with self.lock:
-                publish_front(self.study)
+                publish_front(self.study, self.storage)
         except Exception as error:  # noqa: BLE001 - the dashboard is a view: it never fails the search
             if not self.warned:
                 self.warned = True
                 print(f"\nthe dashboard's front figures and note were not refreshed ({type(error).__name__}: {error}); "
                       f"the search goes on", file=sys.stderr, flush=True)
+        finally:
+            self.published_at = self.clock()
+            self.took = self.published_at - started

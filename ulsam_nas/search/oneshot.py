@@ -273,5 +273,5 @@ def run_oneshot(config: SearchConfig, confirm: int, supernet_epochs: int | None 
     study.set_user_attr("oneshot", {"study": oneshot_study.study_name, "budget": config.budget, "confirm": chosen,
                                     "panel": panel, "supernet": str(folder), "supernet_epochs": epochs,
                                     **agreement.to_json()})
-    DashboardPublisher(study).publish(len(done) + len(todo))  # the confirmed front, as a standalone search ends
+    DashboardPublisher(study, storage).publish(len(done) + len(todo))  # the confirmed front, as a standalone search ends
     return study

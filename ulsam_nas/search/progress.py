@@ -30,7 +30,7 @@ class ProgressLine(tune.Callback):
         self.first_finished = searcher.tally.finished
         self.interactive = sys.stderr.isatty()
         self.last_print, self.last_line = 0.0, ""
-        self.publisher = DashboardPublisher(searcher.study, searcher.lock)
+        self.publisher = DashboardPublisher(searcher.study, searcher.storage, searcher.lock)
 
     def line(self) -> str:
         tally, front = self.searcher.tally, self.searcher.policy.front
