@@ -54,7 +54,9 @@ def test_report_writes_html_and_tables_of_genomes_over_seeds(study_dir, tmp_path
     half_width = distributions.t.ppf(0.975, 3) * summary.noise.sigma / 2 ** 0.5
     assert html.count('"error_y":{"array":[' + str(half_width)[:5]) == 2 and "error bars: 95% CI of the mean over seeds" in html
     assert "the placements differ beyond seed noise (between-genome std" in html and "shrunk" in html
-    assert '"text":["n=3",""]' in html  # seed counts beside the points
+    # Seed counts in the hover text; on the plot, labels for the paper configurations and the knee (JSON-escaped).
+    assert "36.00 \\u00b1 1.00% over 3 seeds" in html
+    assert html.count('"text":"(16, 17) g=4 \\u00b7 knee"') == html.count('"text":"vanilla"') == 2
     assert "Pareto front beyond seed noise" in html and "Hypervolume history" in html and "reference point" in html
     assert 'src="https://cdn.plot.ly' not in html and len(html) > 3_000_000  # plotly.js embedded: opens offline
     assert "Test split" not in html  # no final retraining in this study

@@ -98,8 +98,9 @@ def save_figures(study: optuna.Study, front: Front, verdicts: dict[str, str], ti
     from optuna_dashboard import save_plotly_graph_object
 
     for objective in front.selection.computed:
-        figure = front_figure(front, verdicts, objective, figure_title(title_of, objective))
-        figure.update_layout(height=None)  # the dashboard gives each figure a box of its own height
+        # The dashboard gives each figure a box of its own height, too small for a label per paper configuration.
+        figure = front_figure(front, verdicts, objective, figure_title(title_of, objective), paper_labels=False)
+        figure.update_layout(height=None)
         save_plotly_graph_object(study, figure, graph_object_id=graph_object_id(objective))
 
 

@@ -59,11 +59,12 @@ def simulate_search(space: SearchSpace, landscape: str, budget: int, *, sampler:
     training_fidelity = get_fidelity(fidelity, space.backbone)
     selection = Selection.parse(objectives, cost_tolerance)
     context = Context(space, truth.num_classes)
-    with warnings.catch_warnings():  # Optuna's experimental multi-objective parts (TPE's, GP's)
+    with warnings.catch_warnings():  # Optuna's experimental parts: multi-objective TPE and GP, metric names
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if isinstance(storage, str):
             storage = open_storage(storage)
         study = optuna.create_study(storage=storage, study_name=study_name, directions=selection.directions)
+        study.set_metric_names(selection.names)  # as a search's study names them (ledger.open_search_study)
         policy = SearchPolicy(study, space, selection, context, budget, base_seed=seed, repeats=repeats,
                               paper_seeds=paper_seeds, sampler=sampler, repeat_share=repeat_share,
                               trial_attrs={"fidelity": training_fidelity.name, "dataset": str(data)})
