@@ -19,6 +19,7 @@ from ..analysis.picks import knee
 from ..cli import fail
 from ..models.spaces import SearchSpace
 from ..names import shown
+from ..report.genome_study import genome_study_name
 from ..report.wording import costs_text, genome_name, seed_spread
 from ..report.writer import write_report
 from ..safe_files import LinkRefused
@@ -125,7 +126,8 @@ def print_result(study: optuna.Study, space: SearchSpace, storage_url: str, stud
         except LinkRefused as error:
             fail(str(error))
     print(f"\nOpen the dashboard on this study: {shown(f'python -m ulsam_nas.dashboard --study {study_dir}')}"
-          f"\n  {shown(f'(or: optuna-dashboard {url_shown} --artifact-dir {study_dir / ARTIFACTS})')}")
+          f"\n  {shown(f'(or: optuna-dashboard {url_shown} --artifact-dir {study_dir / ARTIFACTS}, and open the study ')}"
+          f"{shown(repr(genome_study_name(study.study_name)))}: genome means over seeds)")
 
 
 def paper_table(statuses: list[PaperStatus]) -> pd.DataFrame:
