@@ -13,8 +13,10 @@ from html import escape
 import optuna
 import pandas as pd
 import pytest
+from optuna_dashboard import get_note
 
-from ulsam_nas.studies import write_pointer
+from ulsam_nas.report.publish import publish_front
+from ulsam_nas.studies import open_storage, write_pointer
 
 from .commands import in_chromium, needs_chromium, run_main
 from .conftest import add
@@ -105,3 +107,13 @@ def test_a_label_that_closes_the_docstring_stays_in_it(hostile_study, tmp_path):
     spec = importlib.util.spec_from_file_location("exported_model", out / "model.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert "PWNED" not in os.environ
+
+
+def test_a_hostile_study_name_and_labels_are_text_in_both_dashboard_notes(hostile_study):
+    url = f"sqlite:///{hostile_study / 'study.db'}"
+    study = optuna.load_study(study_name=STUDY_NAME, storage=url)
+    publish_front(study, open_storage(url))
+    genomes = optuna.load_study(study_name=STUDY_NAME + ":genomes", storage=url)
+    for note in (get_note(study), get_note(genomes)):
+        assert "<img" not in note and "</script>" not in note, note  # markdown may carry raw HTML: escaped
+        assert escape(STUDY_NAME) in note

@@ -27,6 +27,7 @@ import sqlalchemy
 from optuna.trial import TrialState, create_trial
 
 from ..analysis.front import Front, GenomeStats
+from .escaping import markdown_text
 
 GENOMES_SUFFIX = ":genomes"
 REBUILDING_SUFFIX = ":genomes (rebuilding)"
@@ -58,7 +59,7 @@ def genome_note(study_name: str, front_lines: list[str]) -> str:
     return "\n".join([
         "### Genome means: one trial per genome",
         "",
-        (f"Kept by ulsam-nas beside the search's study *{study_name}*, which records every training (one trial per "
+        (f"Kept by ulsam-nas beside the search's study *{markdown_text(study_name)}*, which records every training (one trial per "
          "genome and seed). Here each trial is one genome: its values are the genome's mean top-1 over its seeds and its "
          "costs, so Optuna's Pareto front, History, Best Trials and parameter importance on this page show genome means, "
          "not lucky seeds. A trial's user attributes hold the genome's seeds, std, 95% interval, shrunk mean, verdict and "
