@@ -38,10 +38,20 @@ ONE_AT_A_TIME = ("--concurrency", "1")
 Ray worker, and each worker costs about 4 CPU-s of imports (torch, Ray Tune, torch._dynamo)."""
 
 
-def child_env(*, drop: str = "RAY_ADDRESS", **extra: str) -> dict[str, str]:
-    """This process's environment for a command under test, less the variables whose names start
-    with ``drop``: a RAY_ADDRESS from the user's shell would send the command to their cluster."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(drop)}
+SUITE_RAY = "ULSAM_NAS_TEST_RAY_ADDRESS"
+"""The environment variable holding the address of the test run's Ray cluster (tests/conftest.py)."""
+
+
+def child_env(*, own_ray: bool = False, **extra: str) -> dict[str, str]:
+    """This process's environment for a command under test, with ``extra``. Its Ray joins the test
+    run's cluster (``SUITE_RAY``; starting and stopping a local instance costs a command about 6
+    CPU-s) unless ``own_ray``: then it has no RAY_ variable and starts its own local instance, as a
+    user's plain command does. A RAY_ADDRESS from the user's shell never reaches a command (it
+    would send it to their cluster)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
+    if not own_ray and SUITE_RAY in os.environ:
+        env.update(RAY_ADDRESS=os.environ[SUITE_RAY], RAY_AUTH_MODE="token",
+                   RAY_AUTH_TOKEN_PATH=os.environ["RAY_AUTH_TOKEN_PATH"])
     env.update(extra)
     return env
 

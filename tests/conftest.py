@@ -1,7 +1,11 @@
+import compileall
+import contextlib
 import fcntl
 import os
 import pickle
 import random
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,13 +22,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import ulsam_nas
 from ulsam_nas import Genome, count_cost
 from ulsam_nas.models.genome import INSERT, Placement
 from ulsam_nas.models.spaces import SearchSpace, load_space
 from ulsam_nas.studies import write_pointer
 
-from .commands import wait_until
-from .services import postgres_server, postgres_url, ray_cluster  # noqa: F401 - fixtures
+from .commands import SUITE_RAY, wait_until
+from .services import postgres_server, postgres_url, ray_cluster, ray_head, token_home  # noqa: F401 - fixtures
+
+SUITE_CLUSTER = pytest.StashKey[contextlib.ExitStack]()
 
 LONGEST_FIRST = (
     "test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_reports",
@@ -35,6 +42,8 @@ LONGEST_FIRST = (
     "test_random_genome_with_trained_weights", "test_a_password_in_the_url_is_used_and_stored_nowhere",
     "test_the_real_driver_makes_the_simulated_study_and_the_planners_figures", "test_search_never_reads_the_test_split",
     "test_paper_configuration_exports_standalone_with_the_cost_models_params", "test_trial_states_tell_the_truth",
+    # Early, so that its fixture (vanilla_runs, 30 s) is ready when the file's other tests need it.
+    "test_smoke_vanilla_mv2_learns_well_above_chance_but_not_everything",
 )
 """The suite's longest tests, longest first (the CI's ``--durations``)."""
 
@@ -47,8 +56,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
     longest = sorted((item for item in items if item.originalname in rank), key=lambda item: rank[item.originalname])
     rest = [item for item in items if item.originalname not in rank]  # in file order
-    paired = [item for pair in zip(longest[:WORKERS], rest) for item in pair]
-    items[:] = paired + longest[WORKERS:] + rest[len(paired) // 2:]
+    first, pairs = longest[:WORKERS], list(zip(longest[:WORKERS], rest))
+    items[:] = [item for pair in pairs for item in pair] + first[len(pairs):] + longest[WORKERS:] + rest[len(pairs):]
 
 
 def computed_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[], object]) -> object:
@@ -95,13 +104,52 @@ def one_thread_per_worker():
         torch.set_num_threads(1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One Ray cluster for the whole test run, started by the first pytest process (pytest-xdist's
+    controller, before its workers start, so that they inherit its address): every command under
+    test and every worker's ``local_ray`` joins it. A command starting and stopping a local Ray
+    instance costs about 6 CPU-s, and an idle instance per pytest worker 2 CPU-s a minute: a tenth
+    of the suite's CPU time. It is started as users start one (`ray start --head`, token
+    authentication on), with 2 logical CPUs like this machine, so the commands' default
+    concurrency is what a user's plain command gets here. Tests about a local instance itself
+    start their own (``child_env(own_ray=True)``)."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller has started it
+        return
+    # Bytecode of the package, written once: with PYTHONDONTWRITEBYTECODE set (as on these
+    # machines) every command and Ray worker would compile it again, 0.14 CPU-s each.
+    compileall.compile_dir(Path(ulsam_nas.__file__).parent, quiet=1)
+    root = Path(tempfile.mkdtemp(prefix="ray-"))
+    home = token_home(root)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "PG"))}
+    # Its workers run every test's trainings: one thread each (see WORKERS), and a decoded-image
+    # cache of the run's own, never the user's.
+    env.update(HOME=str(home), ULSAM_NAS_CACHE=str(root / "cache"), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    stack = contextlib.ExitStack()
+    stack.callback(shutil.rmtree, root, ignore_errors=True)
+    try:
+        address = stack.enter_context(ray_head(root, env, root / "head.log"))
+    except BaseException:
+        stack.close()
+        raise
+    config.stash[SUITE_CLUSTER] = stack
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.update({SUITE_RAY: address, "RAY_AUTH_MODE": "token",  # read when Ray is imported
+                       "RAY_AUTH_TOKEN_PATH": str(home / ".ray" / "auth_token")})
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stack = config.stash.get(SUITE_CLUSTER, None)
+    if stack is not None:
+        stack.close()
+
+
 @pytest.fixture(scope="session")
 def local_ray():
-    """One local Ray instance for every test that runs trials in this process: ``ray.init``
-    costs seconds, so the session shares it (the commands a test runs start their own)."""
+    """The test run's Ray cluster, joined by this process, for every test that runs trials in it."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address=os.environ[SUITE_RAY], include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -12,6 +12,7 @@ Use from conftest.py (`from .services import postgres_server, postgres_url  # no
 a plugin (`pytest -p tests.services`).
 """
 
+import contextlib
 import glob
 import os
 import secrets
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -97,27 +99,23 @@ def _session_processes(session: int) -> list[int]:
             if int(sid) == session and "Z" not in stat]
 
 
-@pytest.fixture
-def ray_cluster():
-    """A one-node Ray cluster from `ray start --head` with Ray's defaults, in a temp folder and
-    on a free port, and a home folder holding a token where Ray's CLI keeps it
-    (~/.ray/auth_token): with a token there, Ray's defaults turn token authentication on.
-    Yields (address, home, log). Stops exactly this cluster's processes, never `ray stop`."""
-    root = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths live below it
-    home = root / "home"
-    (home / ".ray").mkdir(parents=True)
-    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
-    port, log = _free_port(), root / "head.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(HOME=str(home), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # stop in ~2 s, not 30
+@contextlib.contextmanager
+def ray_head(root: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`ray start --head --block` with Ray's defaults and 2 logical CPUs, its temp folder under
+    ``root`` (short: Ray's socket paths live below it), on a free port, in the environment ``env``,
+    its output in ``log``. Yields its address once the port listens. Stops exactly this cluster's
+    processes, never `ray stop` (other clusters may run on this machine)."""
+    port = _free_port()
+    env = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # stop in ~2 s, not 30
     ray = str(Path(sys.executable).parent / "ray")
     with open(log, "w") as out:
         head = subprocess.Popen([ray, "start", "--head", "--block", f"--port={port}", f"--temp-dir={root / 't'}",
                                  "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
     def listening() -> bool:
         if head.poll() is not None:
-            pytest.fail(f"ray start --head exited with {head.returncode}: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"ray start --head exited with {head.returncode}: {log.read_text()[-2000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return True
@@ -126,7 +124,7 @@ def ray_cluster():
 
     try:
         wait_until(listening, f"ray start --head opening port {port}", every_s=0.1)
-        yield f"127.0.0.1:{port}", home, log
+        yield f"127.0.0.1:{port}"
     finally:
         head.terminate()  # `ray start --block` stops what it started
         try:
@@ -143,4 +141,26 @@ def ray_cluster():
             while _session_processes(head.pid) and time.time() < deadline:
                 time.sleep(0.1)
         head.poll()
+
+
+def token_home(root: Path) -> Path:
+    """A home folder under ``root`` holding a fresh token where Ray's CLI keeps it
+    (~/.ray/auth_token): with a token there, `ray start --head` turns token authentication on."""
+    home = root / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    return home
+
+
+@pytest.fixture
+def ray_cluster():
+    """A one-node Ray cluster of its own from `ray start --head` with Ray's defaults (``ray_head``),
+    with token authentication on (``token_home``). Yields (address, home, log)."""
+    root = Path(tempfile.mkdtemp(prefix="ray-"))
+    home, log = token_home(root), root / "head.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    try:
+        with ray_head(root, {**env, "HOME": str(home)}, log) as address:
+            yield address, home, log
+    finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -58,7 +58,8 @@ def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_repor
     for all three: each run of the command starts Ray and its workers again, the suite's main cost."""
     space = write_space(tmp_path, TINY_LAYERS)  # 6 genomes
     study_dir = tmp_path / "study"
-    args = oneshot_args(space, study_dir, "--budget", "10", "--confirm", "4", "--repeats", "1", "--supernet-epochs", "3")
+    args = oneshot_args(space, study_dir, "--budget", "10", "--confirm", "2", "--confirm-panel", "1", "--repeats", "1",
+                        "--supernet-epochs", "3")
     driver = start_module("ulsam_nas.search", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
     try:
@@ -81,20 +82,20 @@ def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_repor
     scores = {t.user_attrs["genome"]: t.values[0] for t in oneshot.trials if t.state == TrialState.COMPLETE}
     assert all(0 <= s <= 100 for s in scores.values())
 
-    # The top 4 of the one-shot ranking and a random panel (--confirm-panel 8 by default: the 2
-    # genomes the space has left), each with 2 seeds although --repeats is 1: the ceiling needs them.
+    # The top 2 of the one-shot ranking and a random panel of 1, each with 2 seeds although
+    # --repeats is 1: the ceiling needs them (and 3 genomes).
     study = optuna.load_study(study_name="tiny-synthetic", storage=storage)
     confirmed = [t for t in study.trials if t.state == TrialState.COMPLETE]
     stored = study.user_attrs["oneshot"]
-    assert len(stored["confirm"]) == 4 and set(stored["confirm"]) <= set(scores)
-    assert len(stored["panel"]) == 2 and not set(stored["panel"]) & set(stored["confirm"])
-    assert re.search(r"confirm: the top 4 of \d one-shot genomes with 2 seed\(s\) each, and 2 random genomes with 2: "
-                     r"12 of 12 trainings to run", result.stderr), result.stderr
-    assert len(confirmed) == 12 and all(t.user_attrs["score_source"] == "standalone" for t in confirmed)
+    assert len(stored["confirm"]) == 2 and set(stored["confirm"]) <= set(scores)
+    assert len(stored["panel"]) == 1 and not set(stored["panel"]) & set(stored["confirm"])
+    assert re.search(r"confirm: the top 2 of \d one-shot genomes with 2 seed\(s\) each, and 1 random genomes with 2: "
+                     r"6 of 6 trainings to run", result.stderr), result.stderr
+    assert len(confirmed) == 6 and all(t.user_attrs["score_source"] == "standalone" for t in confirmed)
     assert sorted((t.user_attrs["genome"], t.user_attrs["seed"]) for t in confirmed) == \
         sorted((g, s) for g in stored["confirm"] + stored["panel"] for s in (0, 1))
     assert set(stored["pairs"]) == {t.user_attrs["genome"] for t in confirmed}
-    assert stored["ceiling_and_baselines"]["repeated"] == 6
+    assert stored["ceiling_and_baselines"]["repeated"] == 3
     assert "one-shot ranking" in result.stdout and "Front of 'tiny-synthetic'" in result.stdout
     # The ceiling is measured, unless one half of the seeds gives every genome the same top-1 (a tiny
     # proxy can leave every genome at chance on a seed; which seed depends on the CPU's kernels).
@@ -110,7 +111,8 @@ def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_repor
     assert set(genomes["genome"]) == set(stored["pairs"])  # the front and tables hold confirmed genomes only
 
     # A larger budget on the same study reuses the supernet and the scores it has.
-    again = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "12", "--confirm", "4",
-                                                         "--repeats", "1", "--supernet-epochs", "3"))
+    again = run_module("ulsam_nas.search", *oneshot_args(space, study_dir, "--budget", "12", "--confirm", "2",
+                                                         "--confirm-panel", "1", "--repeats", "1",
+                                                         "--supernet-epochs", "3"))
     assert again.returncode == 0, again.stderr
-    assert "supernet: reusing" in again.stderr and "0 of 12 trainings to run" in again.stderr
+    assert "supernet: reusing" in again.stderr and "0 of 6 trainings to run" in again.stderr

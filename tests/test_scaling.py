@@ -182,14 +182,14 @@ def test_a_missing_postgres_driver_names_the_extra(tmp_path, url):
 def test_search_joins_a_cluster_started_with_ray_defaults(ray_cluster, tmp_path):
     address, home, log = ray_cluster
     args = ["--address", address, "--budget", "2", "--fidelity", QUICK, "--study", str(tmp_path / "study"), *ONE_AT_A_TIME]
-    joined = run_module("ulsam_nas.search", *args, env=child_env(drop="RAY_", HOME=str(home)))
+    joined = run_module("ulsam_nas.search", *args, env=child_env(own_ray=True, HOME=str(home)))
     assert "Token authentication is enabled" in log.read_text()  # Ray's defaults, with a token in ~/.ray
     assert joined.returncode == 0, joined.stderr[-3000:]
     study = optuna.load_study(study_name="mv2-synthetic", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
     assert sum(counts_toward_budget(t) for t in study.trials) == 2
 
     (tmp_path / "no-token").mkdir()
-    refused = run_module("ulsam_nas.search", *args, env=child_env(drop="RAY_", HOME=str(tmp_path / "no-token")))
+    refused = run_module("ulsam_nas.search", *args, env=child_env(own_ray=True, HOME=str(tmp_path / "no-token")))
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused this driver's token" in lines[0] and "RAY_AUTH_MODE=token" in lines[0], lines

@@ -59,7 +59,7 @@ def test_a_password_in_the_url_is_used_and_stored_nowhere(postgres_url, tmp_path
     assert password, "the test server asks for a password"
     study_dir = tmp_path / "study"
     space = write_space(tmp_path, '17 = { actions = ["keep", "insert"], groups = [4] }')
-    env = {name: value for name, value in child_env().items() if not name.startswith("PG")}
+    env = {name: value for name, value in child_env(own_ray=True).items() if not name.startswith("PG")}
     search = start_module("ulsam_nas.search", "--space", space, "--budget", "1", "--repeats", "1", "--no-paper-seeds",
                           "--fidelity", QUICK, "--concurrency", "1", "--study", study_dir, "--storage", postgres_url,
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -230,7 +230,7 @@ print(json.dumps({
 
 def test_local_ray_workers_start_without_pg_variables():
     secret = "workers-never-see-this"
-    env = child_env(PGPASSWORD=secret, PGSERVICE="nas", PGPASSFILE="/nonexistent/pgpass",
+    env = child_env(own_ray=True, PGPASSWORD=secret, PGSERVICE="nas", PGPASSFILE="/nonexistent/pgpass",
                     DB_URL=f"postgresql://alice:{secret}@db.example/nas", RAY_AUTH_MODE="disabled")
     result = run_program([sys.executable, "-c", WORKER_ENV, f"postgresql://alice:{secret}@db.example/nas"],
                          env=env, capture_output=True, text=True)
