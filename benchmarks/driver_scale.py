@@ -86,19 +86,22 @@ class Meter:
         searchers.StudySearcher.suggest, searchers.StudySearcher.on_trial_complete = timed_suggest, counted_complete
 
     def windows(self, size: int, slots: int, started: tuple[float, float]) -> list[dict]:
-        rows, (wall, cpu) = [], started
-        for end in range(size, len(self.finished) + 1, size):
-            chunk = self.finished[end - size:end]
+        """One row per ``size`` finished trainings, and one for the rest when fewer are left (a
+        budget's reused trials train nothing, so the trainings may stop short of a window)."""
+        rows, (wall, cpu), count = [], started, len(self.finished)
+        ends = list(range(size, count + 1, size)) + ([count] if count % size else [])
+        begin = 0
+        for end in ends:
+            chunk = self.finished[begin:end]
             end_wall, end_cpu = chunk[-1][0], chunk[-1][1]
-            asked = sorted(s for n, s in self.suggest_s if end - size <= n < end)
+            asked = sorted(s for n, s in self.suggest_s if begin <= n < end)
             span = end_wall - wall
-            rows.append({"trainings": f"{end - size + 1}-{end}", "cpu_per_training_ms": 1000 * (end_cpu - cpu) / size,
+            rows.append({"trainings": f"{begin + 1}-{end}", "cpu_per_training_ms": 1000 * (end_cpu - cpu) / len(chunk),
                          "suggest_p50_ms": 1000 * statistics.median(asked) if asked else float("nan"),
                          "suggest_p99_ms": 1000 * asked[min(len(asked) - 1, int(0.99 * len(asked)))] if asked else float("nan"),
-                         "busy": sum(c[2] for c in chunk) / (slots * span), "per_second": size / span})
-            wall, cpu = end_wall, end_cpu
+                         "busy": sum(c[2] for c in chunk) / (slots * span), "per_second": len(chunk) / span})
+            wall, cpu, begin = end_wall, end_cpu, end
         return rows
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -249,6 +249,7 @@ BAD_INPUT = [
     (["--storage", "not a url"], "is not an SQLAlchemy URL"),
     (["--storage", "mysql://nobody@127.0.0.1:1/db"], "studies live in SQLite (the default) or PostgreSQL, not mysql"),
     (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["--sampler", "gp", "--budget", "500"], "--sampler gp takes a budget of at most 200, got 500"),
     (["--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5], got 0.7"),
     (["--final", "-1"], "--final must be 0 or more, got -1"),
     (["--cost-tolerance", "2"], "--cost-tolerance must be in [0, 0.5), got 2.0"),

@@ -82,6 +82,7 @@ def test_a_false_call_is_counted_on_a_flat_landscape(tiny):
 
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "0", "--sigma", "1", "--between", "1"], "--budget must be at least 1"),
+    (["--budget", "500", "--sampler", "gp", "--sigma", "1", "--between", "1"], "--sampler gp takes a budget of at most 200"),
     (["--sigma", "1"], "give --sigma and --between"),
     (["--sigma", "nan", "--between", "1"], "--sigma must be a finite number"),
     (["--sigma", "1", "--between", "1", "--replicates", "0"], "--replicates must be at least 1"),

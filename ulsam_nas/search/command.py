@@ -25,7 +25,7 @@ from ..names import STUDIES, folder_in, name_flag
 from ..studies import check_folder, without_password
 from ..study_schema import AttributeRefused
 from .ledger import StudyMismatch, finished_count
-from .policy import DEFAULT_SAMPLER, SAMPLERS
+from .policy import DEFAULT_SAMPLER, GP_LIMIT, GP_MAX_BUDGET, SAMPLERS
 
 
 def _parser() -> ArgumentParser:
@@ -38,7 +38,8 @@ def _parser() -> ArgumentParser:
                    help="training per trial: smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8 "
                         "(keys in ulsam_nas.train.fidelity; default: proxy with a GPU, smoke without)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER,
-                   help=f"Optuna sampler (default {DEFAULT_SAMPLER}, chosen by benchmarks/search_quality.py)")
+                   help=f"Optuna sampler (default {DEFAULT_SAMPLER}, chosen by benchmarks/search_quality.py); gp only up "
+                        f"to --budget {GP_MAX_BUDGET}: {GP_LIMIT}")
     p.add_argument("--seed", type=int, default=0,
                    help="the sampler's seed; a genome's k-th training uses seed + k (default 0)")
     p.add_argument("--repeats", type=int, default=3,
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"--budget must be at least 1, got {args.budget}")
         if args.repeats < 1:
             fail(f"--repeats must be at least 1, got {args.repeats}")
+        if args.sampler == "gp" and args.budget > GP_MAX_BUDGET:
+            fail(f"--sampler gp takes a budget of at most {GP_MAX_BUDGET}, got {args.budget}: {GP_LIMIT}; use tpe")
         if args.repeat_share is not None and not 0 <= args.repeat_share <= 1:
             fail(f"--repeat-share must be in [0, 1], got {args.repeat_share}")
         if args.plan_replicates < 0:

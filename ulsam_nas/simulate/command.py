@@ -24,7 +24,7 @@ from ..analysis.objectives import DEFAULT
 from ..cli import ArgumentParser, fail
 from ..landscapes import LandscapeError
 from ..models.spaces import SpaceError, load_space
-from ..search.policy import DEFAULT_SAMPLER, SAMPLERS
+from ..search.policy import DEFAULT_SAMPLER, GP_LIMIT, GP_MAX_BUDGET, SAMPLERS
 from .planner import LADDER, plan, stderr_progress
 
 
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.budget < 1:
         fail(f"--budget must be at least 1, got {args.budget}")
+    if args.sampler == "gp" and args.budget > GP_MAX_BUDGET:
+        fail(f"--sampler gp takes a budget of at most {GP_MAX_BUDGET}, got {args.budget}: {GP_LIMIT}; use tpe")
     if args.replicates < 1:
         fail(f"--replicates must be at least 1, got {args.replicates}")
     if args.repeats < 1:
