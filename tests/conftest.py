@@ -26,7 +26,7 @@ import ulsam_nas
 from ulsam_nas import Genome, count_cost
 from ulsam_nas.models.genome import INSERT, Placement
 from ulsam_nas.models.spaces import SearchSpace, load_space
-from ulsam_nas.studies import write_pointer
+from ulsam_nas.studies import holds_secret, write_pointer
 
 from .commands import SUITE_RAY, wait_until
 from .services import postgres_server, postgres_url, ray_cluster, ray_head, token_home  # noqa: F401 - fixtures
@@ -120,7 +120,10 @@ def pytest_configure(config: pytest.Config) -> None:
     compileall.compile_dir(Path(ulsam_nas.__file__).parent, quiet=1)
     root = Path(tempfile.mkdtemp(prefix="ray-"))
     home = token_home(root)
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "PG"))}
+    # Without the user's Ray settings, libpq's variables or any value holding a password (CI's
+    # ULSAM_NAS_POSTGRES_URL does): the trainings need none of them.
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("RAY_", "PG")) and not holds_secret(value)}
     # Its workers run every test's trainings: one thread each (see WORKERS), and a decoded-image
     # cache of the run's own, never the user's.
     env.update(HOME=str(home), ULSAM_NAS_CACHE=str(root / "cache"), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
