@@ -103,6 +103,7 @@ class Meter:
             wall, cpu, begin = end_wall, end_cpu, end
         return rows
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=8, help="trainings at once (logical CPUs of the local Ray)")

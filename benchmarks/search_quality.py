@@ -25,8 +25,9 @@ null at σ = 2x, 4 seeds (a few minutes).
 Time (2 processes on this 2-core machine): a 200-training run takes about 1-3 s with nsga2 or
 random, about 3 s with tpe and 10-23 s with tpe-univariate (one split of the trials per
 parameter), a 500-training run 15-60 s with nsga2 or random and 1-2 minutes with tpe-univariate.
-Every cell but budget 500 took about 75 min; budget 500 about 70 min more; the multivariate tpe
-cells were added later. All finished runs are kept in ``benchmarks/results/search_quality_runs.jsonl``: ``--runs`` with that file resumes and
+Every cell but budget 500 took about 75 min; budget 500 about 70 min more; the 480 multivariate
+tpe runs, added later, 30 min. All finished runs are kept in
+``benchmarks/results/search_quality_runs.jsonl``: ``--runs`` with that file resumes and
 ``--table-only`` prints the tables without running anything. Cut a new run with ``--landscapes``
 and ``--seeds``.
 

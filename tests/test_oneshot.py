@@ -55,7 +55,7 @@ def test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_repor
     """One study through every stage: a driver killed (kill -9, with its Ray processes) during
     supernet training, the rerun resuming the supernet from its last finished epoch and going on to
     exploration, confirmation and the report, then a larger budget reusing all of it. One study
-    for all three: each run of the command starts Ray and its workers again, the suite's main cost."""
+    for all three: each run of the command starts its Ray workers again, the suite's main cost."""
     space = write_space(tmp_path, TINY_LAYERS)  # 6 genomes
     study_dir = tmp_path / "study"
     args = oneshot_args(space, study_dir, "--budget", "10", "--confirm", "2", "--confirm-panel", "1", "--repeats", "1",
