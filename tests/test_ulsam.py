@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from ulsam_nas.models.ulsam import ULSAM, GroupLoopULSAM, ulsam_cost
+from ulsam_nas.models.costs import ulsam_cost
+from ulsam_nas.models.ulsam import ULSAM, GroupLoopULSAM
 
 
 def _twins(channels, groups, variant, seed=0):

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from ..models.backbones import get_backbone
 from ..models.genome import SUBSTITUTE, Genome
-from ..models.layers import Cost
-from ..models.ulsam import ulsam_cost
+from ..models.costs import Cost, ulsam_cost
 
 __all__ = ["Cost", "count_cost"]
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import synthetic
 from .cache import ImageTensors, cache_key, cached, decode_all
 from .layouts import READERS, SPLITS, DataError, ImageList
 
@@ -97,6 +96,8 @@ def load_images(spec: DataSpec | str, split: str, resolution: int) -> ImageTenso
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if spec.name == "synthetic":
+        from . import synthetic  # torch renders it: imported only by what reads images
+
         def build_synthetic():
             images, labels = synthetic.generate(split, resolution)
             return images.numpy(), labels.tolist(), synthetic.CLASSES, 0

@@ -19,13 +19,15 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from filelock import FileLock
 from PIL import Image
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "ULSAM_NAS_CACHE"
@@ -79,6 +81,8 @@ def cached(name: str, split: str, resolution: int, key: str,
 
 
 def _open(entry: Path, key: str) -> ImageTensors:
+    import torch  # here: a process that only names a data set (a simulated worker) never loads torch
+
     meta = json.loads((entry / "meta.json").read_text())
     shape = tuple(meta["shape"])
     size = int(np.prod(shape))

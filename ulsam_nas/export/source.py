@@ -15,8 +15,8 @@ import inspect
 
 from ..models import layers, ulsam
 from ..models.backbones import get_backbone
+from ..models.costs import Cost
 from ..models.genome import INSERT, SUBSTITUTE
-from ..models.layers import Cost
 from ..names import shown
 from .architecture import Architecture
 

@@ -20,7 +20,7 @@ from ..cost import count_cost
 from ..data import VAL_FRACTION, DataError, DataSpec, check_val_fraction
 from ..models.genome import Genome
 from ..train.fidelity import Fidelity, get_fidelity
-from ..train.loop import EVALUATE_ON, Report, TrainResult
+from ..train.result import EVALUATE_ON, Report, TrainResult
 from . import builtin_space, load_landscape
 
 if TYPE_CHECKING:

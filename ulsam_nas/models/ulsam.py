@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Cost, conv_cost
-
-VARIANTS = ("official", "paper")
+from .costs import check_groups, check_variant
 
 # The authors' public code builds BatchNorm2d(momentum=0.9): in PyTorch's convention that puts
 # 90% of the weight on the *current* batch, which looks like TensorFlow's decay=0.9 carried over
@@ -30,32 +28,6 @@ VARIANTS = ("official", "paper")
 # PyTorch's momentum 0.1 (= TF decay 0.9), the same value as every other BatchNorm in the
 # MobileNets, so running statistics are smooth averages and eval-mode outputs are stable.
 BN_MOMENTUM = 0.1
-
-
-def check_groups(channels: int, groups: int) -> None:
-    """Raise ValueError unless ``groups`` is a positive divisor of ``channels``."""
-    if groups < 1 or channels % groups:
-        raise ValueError(f"ULSAM groups g={groups} must divide channels m={channels}")
-
-
-def ulsam_cost(channels: int, groups: int, height: int, width: int, variant: str = "official") -> Cost:
-    """Analytic cost of one ULSAM block on an (h, w) map.
-
-    MACs are 2*m*h*w for any g (m for the depthwise 1x1 conv, G per group for the pointwise
-    G -> 1 conv). Parameters: ``paper`` 2m weights; ``official`` adds each conv's bias and a
-    BatchNorm after it: 5G + 3 per group, 5m + 3g in all.
-    """
-    check_groups(channels, groups)
-    check_variant(variant)
-    official = variant == "official"
-    depthwise = conv_cost(channels, channels, 1, channels, height, width, bias=official, batchnorm=official)
-    pointwise = conv_cost(channels, groups, 1, groups, height, width, bias=official, batchnorm=official)
-    return depthwise + pointwise
-
-
-def check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown ULSAM variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
 def conv_unit(in_ch: int, out_ch: int, groups: int, official: bool) -> nn.Sequential:

@@ -24,6 +24,7 @@ confirmations).
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -40,11 +41,25 @@ from ..studies import HEARTBEAT_SECONDS, StudyLock
 from .ledger import INTERRUPTED, close_interrupted, driver_identity
 from .policy import FINISHED, PlannedTraining, SearchPolicy
 from .schedulers import MultiObjectiveSuccessiveHalving
-from .trainable import trial_outcome
 
 # Drivers record Optuna's heartbeat themselves (``beat``); Optuna expects Study.optimize to.
 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize", UserWarning)
 POLL_SECONDS = 1.0  # how often a driver with nothing to start looks at the study again
+
+
+def trial_outcome(result: dict | None, error: bool, metric: str = "top1") -> tuple[TrialState, str | None]:
+    """The state a finished Tune trial gets in the study, and the failure reason."""
+    if result is None or error:
+        reason = (result or {}).get("failure") or "the trial's worker crashed (see the Ray logs)"
+        return TrialState.FAIL, reason
+    if result.get("failure"):
+        return TrialState.FAIL, result["failure"]
+    value = result.get(metric)
+    if value is None or not math.isfinite(value):
+        return TrialState.FAIL, f"{metric} is {value}"
+    if result.get("complete"):
+        return TrialState.COMPLETE, None
+    return TrialState.PRUNED, None
 
 
 class OptunaTrialsSearcher(Searcher):
@@ -194,7 +209,7 @@ class StudySearcher(OptunaTrialsSearcher):
 
 class PlanSearcher(OptunaTrialsSearcher):
     """Ray Tune's Searcher interface over a fixed plan of (fidelity, genome, seed) trainings, each
-    an Optuna trial whose state tells the truth (``trainable.trial_outcome``), through the search
+    an Optuna trial whose state tells the truth (``trial_outcome``), through the search
     policy's plan mode. Its values are top-1 alone (a calibration study), or with ``objectives``
     the study's objective vector, the costs computed here as a search computes them (a one-shot
     search's confirmations)."""

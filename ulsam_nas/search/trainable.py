@@ -1,18 +1,18 @@
-"""What runs inside a Ray worker: the trainable of a search's or a calibration's trials, the worker's
-set-up (its device and torch threads) that every Ray trial and task of the package starts with, and
-how a trial's last report reads as a study state (``trial_outcome``). Ray workers import this module
-to run a trial; it imports nothing of the driver's side (searchers, progress, the dashboard).
+"""What runs inside a Ray worker: the trainable of a search's or a calibration's trials, and the
+worker's set-up (its device and torch threads) that every Ray trial and task of the package starts
+with. Ray workers import this module to run a trial; it imports nothing of the driver's side
+(searchers, progress, the dashboard, Optuna), and no torch: a worker loads torch only when its
+trainer does (a landscape's simulated training does not).
 """
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import ray
-from optuna.trial import TrialState
 from ray import tune
 
 from ..data import DataSpec
@@ -24,10 +24,12 @@ Trainer = Callable[..., Any]  # the signature of ulsam_nas.train.loop.train
 
 def set_up_worker() -> str:
     """In a Ray trial or task: as many torch threads as the CPUs Ray assigned it, and the device to
-    train on, ``cuda`` when Ray assigned it a GPU (Ray exposes only the GPUs it assigned), else ``cpu``."""
-    import torch
-
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    train on, ``cuda`` when Ray assigned it a GPU (Ray exposes only the GPUs it assigned), else ``cpu``.
+    A trainer that uses torch has imported it by now (Ray unpickled the trainer before calling the
+    trainable); one that does not leaves torch unloaded, and there are no threads to set."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     return "cuda" if ray.get_gpu_ids() else "cpu"
 
 
@@ -64,18 +66,3 @@ def run_calibration_trial(config: dict, data: DataSpec, backbone: str, val_fract
     """The search's trainable, with the fidelity taken from each trial's config (a plan of
     (fidelity, genome, seed) trainings, ``runner.train_plan``)."""
     run_trial(config, TrialSettings(data, parse_fidelity(config["fidelity"], backbone), val_fraction), trainer)
-
-
-def trial_outcome(result: dict | None, error: bool, metric: str = "top1") -> tuple[TrialState, str | None]:
-    """The state a finished Tune trial gets in the study, and the failure reason."""
-    if result is None or error:
-        reason = (result or {}).get("failure") or "the trial's worker crashed (see the Ray logs)"
-        return TrialState.FAIL, reason
-    if result.get("failure"):
-        return TrialState.FAIL, result["failure"]
-    value = result.get(metric)
-    if value is None or not math.isfinite(value):
-        return TrialState.FAIL, f"{metric} is {value}"
-    if result.get("complete"):
-        return TrialState.COMPLETE, None
-    return TrialState.PRUNED, None

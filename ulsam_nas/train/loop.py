@@ -19,7 +19,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -31,31 +30,9 @@ from ..models.build import PlacedNet, build_model
 from ..models.genome import Genome
 from .fidelity import Fidelity, get_fidelity
 from .optim import Schedule, sgd
+from .result import EVALUATE_ON, NonFiniteLossError, Report, TrainResult
 
 log = logging.getLogger(__name__)
-Report = Callable[[int, dict], None]
-EVALUATE_ON = ("test", "val")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-@dataclass
-class TrainResult:
-    top1: float  # % on ``split`` after the last epoch
-    top5: float
-    split: str  # where top1 and top5 were measured: "val" (held out from the train split) or "test"
-    epochs: int
-    seconds: float
-    images_per_second: float  # training images per second of training steps
-    data_wait_share: float  # share of training-step time spent waiting for batches
-    model: PlacedNet | None = field(default=None, repr=False)
-
-    def metrics(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "model"}
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -1,13 +1,21 @@
-"""What a backbone is to the rest of the package: a layer table in the paper's numbering."""
+"""What a backbone is to the rest of the package: a layer table in the paper's numbering.
+
+The tables, costs and export source import no torch; a backbone's modules (``blocks``) are
+imported when a model is first built, so that planning a search or a simulated training does not
+load torch (a simulated Ray worker stays light).
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
-from typing import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable
 
-from torch import nn
+from ..costs import Cost, conv_output_size, linear_cost
 
-from ..layers import Cost, conv_output_size, linear_cost
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -36,18 +44,28 @@ class Backbone:
     """A backbone as tables plus builders. ``layers(width_mult, channel_multiple)`` gives the
     numbered layers with channels scaled by the width multiplier (rounded the backbone's own way,
     or to ``channel_multiple`` when given); the head (pooling + classifier, ``make_head``) follows
-    the last."""
+    the last. ``blocks`` names the module that builds its layers (``make_layer``) and defines
+    the block classes they use (``BLOCK_CLASSES``)."""
 
     name: str
     title: str
     layers: Callable[[float, int | None], tuple[LayerSpec, ...]]
-    make_layer: Callable[[LayerSpec], nn.Module]
     layer_cost: Callable[[LayerSpec, int, int], Cost]  # (spec, input h, input w)
-    # For standalone export: the Python expression that builds a layer, and the block classes
-    # those expressions use (their source is copied into the exported model.py).
+    # For standalone export: the Python expression that builds a layer (with the block classes
+    # it uses, whose source is copied into the exported model.py).
     layer_source: Callable[[LayerSpec], str]
-    block_classes: tuple[type, ...]
+    blocks: str
     head_dropout: float = 0.0  # dropout before the classifier's linear layer; 0 for none
+
+    def _blocks(self) -> ModuleType:
+        return importlib.import_module(self.blocks)
+
+    def make_layer(self, spec: LayerSpec) -> nn.Module:
+        return self._blocks().make_layer(spec)
+
+    @property
+    def block_classes(self) -> tuple[type, ...]:
+        return self._blocks().BLOCK_CLASSES
 
     def specs(
         self, width_mult: float = 1.0, channel_multiple: int | None = None, input_size: int | None = None,
@@ -78,6 +96,8 @@ class Backbone:
 
     def make_head(self, in_ch: int, num_classes: int) -> nn.Module:
         """The classifier after the last layer: global average pooling, flatten, (dropout,) linear."""
+        from torch import nn
+
         dropout = [nn.Dropout(self.head_dropout)] if self.head_dropout else []
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *dropout, nn.Linear(in_ch, num_classes))
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 
-from torch import nn
-
-from ..layers import ConvBNAct, Cost, conv_cost, make_divisible
+from ..costs import Cost, conv_cost, make_divisible
 from .base import Backbone, LayerSpec
 
 # Table 3: layer, block, in, out, stride. Output maps at 224: 112, 112, 56, 56, 28, 28, 14 (x6), 7, 7.
@@ -47,19 +45,6 @@ def layers(width_mult: float = 1.0, channel_multiple: int | None = None) -> tupl
     )
 
 
-class DepthwiseSeparable(nn.Sequential):
-    """3x3 depthwise conv -> BN -> ReLU -> 1x1 pointwise conv -> BN -> ReLU."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
-        super().__init__(ConvBNAct(in_ch, in_ch, 3, stride, groups=in_ch), ConvBNAct(in_ch, out_ch, 1))
-
-
-def make_layer(spec: LayerSpec) -> nn.Module:
-    if spec.block == "conv3x3":
-        return ConvBNAct(spec.in_ch, spec.out_ch, 3, spec.stride)
-    return DepthwiseSeparable(spec.in_ch, spec.out_ch, spec.stride)
-
-
 def layer_cost(spec: LayerSpec, in_h: int, in_w: int) -> Cost:
     out_h, out_w = spec.output_size(in_h), spec.output_size(in_w)
     if spec.block == "conv3x3":
@@ -75,6 +60,6 @@ def layer_source(spec: LayerSpec) -> str:
 
 
 MOBILENET_V1 = Backbone(
-    name="mv1", title="MobileNet-V1", layers=layers, make_layer=make_layer,
-    layer_cost=layer_cost, layer_source=layer_source, block_classes=(DepthwiseSeparable,),
+    name="mv1", title="MobileNet-V1", layers=layers, layer_cost=layer_cost, layer_source=layer_source,
+    blocks=f"{__package__}.mobilenet_v1_blocks",
 )
