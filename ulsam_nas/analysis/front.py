@@ -374,6 +374,63 @@ class Front:
         return {s.genome: s for s in self.stats}
 
 
+class Contenders:
+    """The front by mean (``Front.contenders``) kept up to date one genome at a time, for the search
+    policy, which asks for it before every training. A new genome, or a new seed that moves a
+    genome's mean, changes only its own row and column of the by-mean dominance: O(k) numpy work
+    per training where rebuilding the front (``Front.of``) is O(k²). Means and costs are the ones
+    ``GenomeStats`` holds (scores in trial order), so the answer is ``Front.contenders``' exactly."""
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+        self.minimised = np.array([o.direction == "minimize" for o in selection.computed])
+        self.tolerance = np.array([selection.tolerance(o) for o in selection.computed])
+        self.genomes: list[str] = []
+        self.first_trial: list[int] = []
+        self.index: dict[str, int] = {}
+        self.costs = np.zeros((0, len(selection.computed)))
+        self.means = np.zeros(0)
+        self.beaten = np.zeros(0, dtype=np.int64)  # how many genomes dominate each one by mean
+
+    def _beats(self, i: int, mean: float, reverse: bool = False) -> np.ndarray:
+        """Whether genome ``i`` at ``mean`` dominates each genome by mean (``reverse``: is dominated by each)."""
+        a, b = self.costs[i][None, :], self.costs
+        if reverse:
+            a, b = b, a
+        tied = np.abs(a - b) <= self.tolerance * np.maximum(np.abs(a), np.abs(b))
+        no_worse = np.all(~np.where(self.minimised, b < a, b > a) | tied, axis=1)
+        cheaper = np.any(np.where(self.minimised, a < b, a > b) & ~tied, axis=1)
+        difference = self.means - mean if reverse else mean - self.means
+        beats = no_worse & ((difference > 0) | ((difference == 0) & cheaper))
+        beats[i] = False
+        return beats
+
+    def update(self, stats: GenomeStats) -> None:
+        """Take in a genome's current statistics (a new genome, or one with a new seed)."""
+        i = self.index.get(stats.genome)
+        if i is None:
+            i = self.index[stats.genome] = len(self.genomes)
+            self.genomes.append(stats.genome)
+            self.first_trial.append(stats.trial)
+            self.costs = np.vstack([self.costs, np.asarray(stats.costs, dtype=float)[None, :]])
+            self.means = np.append(self.means, stats.mean)
+            self.beaten = np.append(self.beaten, 0)
+        else:
+            self.beaten -= self._beats(i, self.means[i])
+            self.first_trial[i] = min(self.first_trial[i], stats.trial)
+            self.means[i] = stats.mean
+        self.beaten += self._beats(i, stats.mean)
+        self.beaten[i] = int(self._beats(i, stats.mean, reverse=True).sum())
+
+    def mean(self, genome: str) -> float:
+        return float(self.means[self.index[genome]])
+
+    def genomes_on_front(self) -> list[str]:
+        """The genomes no genome beats by mean at no worse cost, in order of their first trial."""
+        on_front = np.flatnonzero(self.beaten == 0)
+        return sorted((self.genomes[i] for i in on_front), key=lambda g: self.first_trial[self.index[g]])
+
+
 def genome_row(stats: GenomeStats, front: Front) -> dict:
     std, name = stats.std, front.selection.trained.name
     return {

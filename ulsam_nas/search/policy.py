@@ -35,7 +35,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ..analysis.front import Front, GenomeStats, dominates_by_mean, seed_noise
+from ..analysis.front import Contenders, Front, GenomeStats, dominates_by_mean
 from ..analysis.objectives import Context, Selection, over_limit
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
@@ -96,23 +96,13 @@ class Tally:
         self.failed += state == TrialState.FAIL
         self.pruned += state == TrialState.PRUNED
 
-    @classmethod
-    def of(cls, trials: list[optuna.trial.FrozenTrial]) -> Tally:
-        tally = cls()
-        for trial in trials:
-            if counts_toward_budget(trial):
-                tally.count(trial, trial.state)
-        return tally
 
-
-def pending_paper_configurations(trials: list[optuna.trial.FrozenTrial], space: SearchSpace) -> list[tuple[Genome, str]]:
-    """The paper configurations the space can express that no trial of the study (``trials``,
-    any state, queued ones included) holds yet. The policy enqueues them one at a time ahead of
-    everything else except re-runs of interrupted trials, under the study's lock, so each is
-    enqueued once however many drivers share the study."""
-    present = {t.user_attrs.get("paper_label") for t in trials} | {t.user_attrs.get("genome") for t in trials}
-    return [(g, label) for g, label in space.paper_genomes()
-            if space.contains(g) and label not in present and str(g) not in present]
+def expressible_paper_configurations(space: SearchSpace) -> list[tuple[Genome, str]]:
+    """The paper configurations the space can express. The policy enqueues those no trial of the
+    study holds yet (any state, queued ones included) one at a time, ahead of everything else
+    except re-runs of interrupted trials, under the study's lock, so each is enqueued once however
+    many drivers share the study."""
+    return [(g, label) for g, label in space.paper_genomes() if space.contains(g)]
 
 
 # The default by measurement (benchmarks/search_quality.py, README "What a search is worth"): at
@@ -180,12 +170,24 @@ class SearchPolicy:
         self.plan = None if plan is None else list(plan)
         self.costs_of = costs_of or (lambda genome: self.selection.costs(genome, self.context, self.limits))
         self.labels = space.paper_labels()
+        self.paper_candidates = expressible_paper_configurations(space) if paper_seeds and plan is None else []
         # The study's trainings: COMPLETE ones by (genome, seed), and those in flight in any driver.
         self.completed: dict[Key, tuple[int, list[float]]] = {}  # -> (trial number, values)
         self.in_flight: dict[Key, int] = {}  # -> trial number of the training
         self.first_trial: dict[str, int] = {}
         self.genome_labels: dict[str, str] = {}
+        # The same COMPLETE trainings by genome, kept as they arrive, so that what each decision
+        # reads (a genome's seeds, the front by mean, σ) costs O(genomes) at most, not O(trials).
+        self.runs: dict[str, list[tuple[int, int, list[float]]]] = {}  # genome -> (trial number, seed, values)
+        self.completed_repeats = 0  # COMPLETE trainings of a genome's second or later seed
+        self.within: dict[str, float] = {}  # genome -> (n - 1) x its seed variance, for σ
+        self.contenders = Contenders(selection) if selection is not None else None
+        self.stored_sigma_df = 0  # the degrees of freedom of the σ this driver last stored on the study
         self._front: Front | None = None
+        # What ``read`` has taken in: finished trials are read once; the rest every time.
+        self.finished_numbers: set[int] = set()
+        self.counted: set[int] = set()  # finished trials in the tally
+        self.present: set[str] = set()  # paper labels and genomes any trial holds
         # This driver's trials: its trainings, its copies waiting for a (genome, seed) in flight,
         # and the trainings of other drivers those copies wait for.
         self.training: dict[Key, optuna.Trial] = {}
@@ -201,43 +203,66 @@ class SearchPolicy:
     def read(self, trials: list[optuna.trial.FrozenTrial] | None = None) -> None:
         """Take in the study's trials (read now when not given): COMPLETE trainings, the RUNNING
         trainings of every driver (a trial waiting for another's result trains nothing), the
-        counts, the queue and the paper configurations still to enqueue."""
+        counts, the queue and the paper configurations still to enqueue. A finished trial is
+        taken in once; only the trials still open are looked at again (a few per driver)."""
         trials = self.study.get_trials(deepcopy=False) if trials is None else trials
-        self.in_flight = {}
-        for trial in sorted(trials, key=lambda t: t.number):
-            if "genome" not in trial.user_attrs:
+        self.in_flight, self.running_in_study, self.queued = {}, 0, 0
+        newly_finished = []
+        for trial in trials:
+            if trial.number in self.finished_numbers:
                 continue
-            key = (trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0)))
-            if trial.state == TrialState.COMPLETE:
-                self._record(key, trial.number, trial.values, trial.user_attrs.get("paper_label", ""))
-            elif trial.state == TrialState.RUNNING and "waits_for" not in trial.user_attrs:
-                self.in_flight.setdefault(key, trial.number)
-        self.tally = Tally.of(trials)
-        self.running_in_study = sum(t.state == TrialState.RUNNING for t in trials)
-        self.queued = sum(t.state == TrialState.WAITING for t in trials)
-        self.paper = pending_paper_configurations(trials, self.space) if self.paper_seeds and self.plan is None else []
+            self.present.update(trial.user_attrs[name] for name in ("paper_label", "genome") if name in trial.user_attrs)
+            if trial.state.is_finished():
+                newly_finished.append(trial)
+            elif trial.state == TrialState.WAITING:
+                self.queued += 1
+            elif trial.state == TrialState.RUNNING:
+                self.running_in_study += 1
+                if "genome" in trial.user_attrs and "waits_for" not in trial.user_attrs:
+                    self.in_flight.setdefault((trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0))),
+                                              trial.number)
+        for trial in sorted(newly_finished, key=lambda t: t.number):  # the first COMPLETE trial of a key is its record
+            self.finished_numbers.add(trial.number)
+            if trial.state == TrialState.COMPLETE and "genome" in trial.user_attrs:
+                self._record((trial.user_attrs["genome"], int(trial.user_attrs.get("seed", 0))), trial.number,
+                             trial.values, trial.user_attrs.get("paper_label", ""))
+            if trial.number not in self.counted and counts_toward_budget(trial):
+                self._count(trial, trial.state)
+        self.paper = [(g, label) for g, label in self.paper_candidates
+                      if label not in self.present and str(g) not in self.present]
+
+    def _count(self, trial: optuna.trial.FrozenTrial | optuna.Trial, state: TrialState) -> None:
+        self.counted.add(trial.number)
+        self.tally.count(trial, state)
 
     def _record(self, key: Key, number: int, values: list[float], label: str = "") -> None:
         if key in self.completed:
             return
+        genome, seed = key
         self.completed[key] = (number, values)
-        self.first_trial.setdefault(key[0], number)
+        self.first_trial.setdefault(genome, number)
         if label:
-            self.genome_labels.setdefault(key[0], label)
+            self.genome_labels.setdefault(genome, label)
+        runs = self.runs.setdefault(genome, [])
+        runs.append((number, seed, values))
+        runs.sort(key=lambda run: run[0])
+        self.completed_repeats += seed != self.base_seed
         self._front = None
+        if self.selection is not None:
+            stats = self.genome_stats(genome)
+            self.contenders.update(stats)
+            if stats.n >= 2:
+                self.within[genome] = (stats.n - 1) * stats.std ** 2
+
+    def genome_stats(self, genome: str) -> GenomeStats:
+        """One genome over its COMPLETE seeds, in trial order (as ``analysis.front.genome_stats``)."""
+        runs = self.runs[genome]
+        scores = tuple(self.selection.split(v)[0] for _, _, v in runs)
+        return GenomeStats(genome, tuple(s for _, s, _ in runs), scores, self.selection.split(runs[0][2])[1], runs[0][0],
+                           self.genome_labels.get(genome, ""))
 
     def stats(self) -> list[GenomeStats]:
-        by_genome: dict[str, list[tuple[int, int, list[float]]]] = {}
-        for (genome, seed), (number, values) in self.completed.items():
-            by_genome.setdefault(genome, []).append((number, seed, values))
-        stats = []
-        for genome, runs in by_genome.items():
-            runs.sort()
-            scores = tuple(self.selection.split(v)[0] for _, _, v in runs)
-            costs = self.selection.split(runs[0][2])[1]
-            stats.append(GenomeStats(genome, tuple(s for _, s, _ in runs), scores, costs, runs[0][0],
-                                     self.genome_labels.get(genome, "")))
-        return sorted(stats, key=lambda s: s.trial)
+        return sorted((self.genome_stats(genome) for genome in self.runs), key=lambda s: s.trial)
 
     @property
     def front(self) -> Front:
@@ -256,7 +281,7 @@ class SearchPolicy:
     # -- what next --------------------------------------------------------------------------------
 
     def seeds_claimed(self, genome: str) -> set[int]:
-        return {s for g, s in [*self.completed, *self.in_flight] if g == genome}
+        return {s for _, s, _ in self.runs.get(genome, ())} | {s for g, s in self.in_flight if g == genome}
 
     def next_seed(self, genome: str) -> int:
         """``base + k`` for the smallest k this genome has not trained and is not training."""
@@ -270,7 +295,8 @@ class SearchPolicy:
         of a genome's second or later seed, finished or in flight."""
         if self.repeat_allowance is None:
             return True
-        return sum(1 for _, seed in [*self.completed, *self.in_flight] if seed != self.base_seed) < self.repeat_allowance
+        in_flight = sum(1 for _, seed in self.in_flight if seed != self.base_seed)
+        return self.completed_repeats + in_flight < self.repeat_allowance
 
     def _repeat(self, genome: str) -> Repeat:
         return Repeat(genome, self.next_seed(genome), self.first_trial[genome])
@@ -280,9 +306,9 @@ class SearchPolicy:
         finished or in flight: a ``Repeat``, ``SAMPLE`` (ask the sampler) or ``WAIT``."""
         if self.repeats == 1 or not self._may_repeat():
             return SAMPLE  # nothing (more) to repeat, and no front to build for it
-        under = [m for m in self.front.contenders() if len(self.seeds_claimed(m.genome)) < self.repeats]
+        under = [g for g in self.contenders.genomes_on_front() if len(self.seeds_claimed(g)) < self.repeats]
         if under:  # fewest seeds first, then the better mean
-            return self._repeat(min(under, key=lambda m: (len(self.seeds_claimed(m.genome)), -m.mean)).genome)
+            return self._repeat(min(under, key=lambda g: (len(self.seeds_claimed(g)), -self.contenders.mean(g))))
         # A new genome may need K - 1 repeats, as may each first training in flight; and a
         # repeat that moves a mean can let one more genome onto the front.
         first_in_flight = sum(1 for genome, _ in self.in_flight if genome not in self.first_trial)
@@ -412,10 +438,11 @@ class SearchPolicy:
 
     def _store_noise(self) -> None:
         """σ on the study (user attributes), for the dashboard, the report and other drivers."""
-        noise = seed_noise(self.stats()) if self.repeats > 1 else None
-        if noise is not None and noise.measured and self.study.user_attrs.get("seed_sigma_df") != noise.df:
-            self.study.set_user_attr("seed_sigma", round(noise.sigma, 4))
-            self.study.set_user_attr("seed_sigma_df", noise.df)
+        df = sum(len(self.runs[genome]) - 1 for genome in self.within)
+        if self.repeats > 1 and df and df != self.stored_sigma_df:
+            self.study.set_user_attr("seed_sigma", round(math.sqrt(sum(self.within.values()) / df), 4))
+            self.study.set_user_attr("seed_sigma_df", df)
+            self.stored_sigma_df = df
 
     def _close(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
                failure: str | None = None, infeasible: str | None = None) -> None:
@@ -433,7 +460,7 @@ class SearchPolicy:
             return
         self.running_in_study -= 1
         if failure != INTERRUPTED:
-            self.tally.count(trial, state)
+            self._count(trial, state)
 
     def _release_waiters(self, key: Key, number: int, state: TrialState, values: list[float] | None,
                          failure: str | None) -> None:
