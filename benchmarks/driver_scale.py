@@ -1,6 +1,6 @@
 """How busy one driver keeps a cluster: a simulated search at cluster scale, on this machine.
 
-    python benchmarks/driver_scale.py [--concurrency 8] [--budget 500] [--window 500] [--sampler tpe]
+    python benchmarks/driver_scale.py [--concurrency 8] [--budget 500] [--window 500] [--sampler tpe] [--floor 500]
 
 The real driver (``run_search``: the search policy, the study searcher, Ray Tune, the SQLite study
 and the dashboard publisher) runs a search on a landscape (``null``, so that nothing trains) whose
@@ -13,6 +13,11 @@ training (p50 and p99), how busy the worker slots were (the trainings' sleeping 
 window's wall time times the slots) and the trainings per second; then the peak memory of the
 driver and of the largest worker. The ratio of the last window's CPU-seconds per training to the
 first's says whether the driver's work per decision grows with the study.
+
+The baseline, measured first in the same run: Ray Tune alone (``--floor`` trainings of the same
+trainable and sleeping trainer, suggested by a searcher that answers at once and keeps no study).
+Its slots-busy share is the most any driver could reach at this concurrency on this machine; the
+driver's share is printed against it.
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ import ray
 
 from ulsam_nas.data import DataSpec
 from ulsam_nas.landscapes.trainer import train as landscape_train
-from ulsam_nas.models.spaces import load_space
+from ulsam_nas.models.spaces import load_space, random_genomes
+from ray import tune
+from ray.tune.search import Searcher
+
 from ulsam_nas.search import searchers
-from ulsam_nas.search.runner import SearchConfig, run_search
+from ulsam_nas.search.runner import SearchConfig, make_tuner, run_search
+from ulsam_nas.search.trainable import TrialSettings, run_trial
 from ulsam_nas.train.fidelity import get_fidelity
 
 SHORTEST_S, LONGEST_S = 0.5, 2.0
@@ -99,9 +108,43 @@ class Meter:
             rows.append({"trainings": f"{begin + 1}-{end}", "cpu_per_training_ms": 1000 * (end_cpu - cpu) / len(chunk),
                          "suggest_p50_ms": 1000 * statistics.median(asked) if asked else float("nan"),
                          "suggest_p99_ms": 1000 * asked[min(len(asked) - 1, int(0.99 * len(asked)))] if asked else float("nan"),
-                         "busy": sum(c[2] for c in chunk) / (slots * span), "per_second": len(chunk) / span})
+                         "busy": sum(c[2] for c in chunk) / (slots * span), "per_second": len(chunk) / span,
+                         "span_s": span})
             wall, cpu, begin = end_wall, end_cpu, end
         return rows
+
+
+class InstantSearcher(Searcher):
+    """The baseline's searcher: ``count`` trainings of random genomes of the space, answered at once,
+    with no study; what finishes is timed as the driver's trainings are."""
+
+    def __init__(self, space, count: int, meter: Meter) -> None:
+        super().__init__(metric="top1", mode="max")
+        self.genomes = [str(g) for g in random_genomes(space, min(count, 200), seed=0)]
+        self.count, self.meter, self.asked = count, meter, 0
+
+    def suggest(self, trial_id: str):
+        if self.asked >= self.count:
+            return Searcher.FINISHED
+        self.asked += 1
+        return {"genome": self.genomes[self.asked % len(self.genomes)], "seed": self.asked, "costs": {}}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        result = result or {}
+        self.meter.worker_peak_mb = max(self.meter.worker_peak_mb, result.get("worker_peak_mb", 0.0))
+        self.meter.finished.append((time.time(), time.process_time(), result.get("slept_s", 0.0)))
+
+
+def tune_alone(space, data, fidelity, count: int, slots: int, folder: Path) -> dict:
+    """The baseline: Ray Tune running ``count`` of the same trainings with no driver work at all."""
+    meter = Meter()
+    searcher = InstantSearcher(space, count, meter)
+    settings = TrialSettings(data, fidelity, 0.1)
+    tuner = make_tuner(run_trial, {"settings": settings, "trainer": sleeping_trainer}, {"cpu": 1.0, "gpu": 0.0},
+                       "tune-alone", folder, tune.Callback(), searcher, concurrency=slots)
+    started = (time.time(), time.process_time())
+    tuner.fit()
+    return {**meter.windows(count, slots, started)[0], "worker_peak_mb": meter.worker_peak_mb}
 
 
 def main() -> int:
@@ -110,17 +153,26 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=500)
     parser.add_argument("--window", type=int, default=500, help="finished trainings per printed row")
     parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--floor", type=int, default=None,
+                        help="trainings of the baseline, Ray Tune alone (default: the smaller of --budget and 500; 0: none)")
     args = parser.parse_args()
+    floor = min(args.budget, 500) if args.floor is None else args.floor
     if args.budget < args.window:
         parser.error(f"--budget {args.budget} is below one --window ({args.window})")
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    space, data, fidelity = load_space("mv2"), DataSpec.parse("landscape:null"), get_fidelity("smoke:epochs=1", "mv2")
+    baseline = None
+    if floor:
+        print(f"driver_scale: the baseline, Ray Tune alone: {floor} trainings, {args.concurrency} at once",
+              file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            baseline = tune_alone(space, data, fidelity, floor, args.concurrency, Path(folder))
     meter = Meter()
     meter.attach()
     with tempfile.TemporaryDirectory() as folder:
-        config = SearchConfig(space=load_space("mv2"), data=DataSpec.parse("landscape:null"), num_classes=10,
-                              fidelity=get_fidelity("smoke:epochs=1", "mv2"), budget=args.budget,
+        config = SearchConfig(space=space, data=data, num_classes=10, fidelity=fidelity, budget=args.budget,
                               storage_url=f"sqlite:///{Path(folder) / 'study.db'}", study_name="scale",
                               study_dir=Path(folder), sampler=args.sampler, concurrency=args.concurrency,
                               paper_seeds=False)
@@ -133,6 +185,10 @@ def main() -> int:
 
     rows = meter.windows(args.window, args.concurrency, started)
     print(f"\n{args.concurrency} slots, budget {args.budget}: the study holds {finished} finished trainings")
+    if baseline is not None:
+        print(f"baseline, Ray Tune alone ({floor} trainings): {baseline['busy']:.0%} of the slots busy, "
+              f"{baseline['per_second']:.2f} trainings/s, {baseline['cpu_per_training_ms']:.1f} ms of driver CPU per "
+              f"training; a worker's peak memory {baseline['worker_peak_mb']:.0f} MB")
     print(f"{'trainings':>12} {'driver CPU ms/training':>23} {'suggest p50 ms':>15} {'p99 ms':>8} {'slots busy':>11} "
           f"{'trainings/s':>12}")
     for row in rows:
@@ -140,6 +196,10 @@ def main() -> int:
               f"{row['suggest_p99_ms']:>8.1f} {row['busy']:>11.0%} {row['per_second']:>12.2f}")
     if len(rows) > 1:
         print(f"last window's driver CPU per training / first's: {rows[-1]['cpu_per_training_ms'] / rows[0]['cpu_per_training_ms']:.2f}")
+    if baseline is not None:
+        overall = sum(r["busy"] * r["span_s"] for r in rows) / sum(r["span_s"] for r in rows)
+        print(f"slots busy over the search / Ray Tune alone: {overall:.0%} / {baseline['busy']:.0%} = "
+              f"{overall / baseline['busy']:.2f}")
     print(f"peak memory: driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
           f"largest worker {meter.worker_peak_mb:.0f} MB")
     return 0

@@ -1,13 +1,15 @@
 """Scaling out against the real services: several search drivers, as separate processes, on one
 PostgreSQL study (a real server: ``tests/services.py``); Optuna's heartbeat closing the trials of
-a driver that went silent on another host; and a driver joining a Ray cluster started with
-``ray start --head`` and Ray's defaults (token authentication).
+a driver that went silent on another host; a driver joining a Ray cluster started with
+``ray start --head`` and Ray's defaults (token authentication); and a simulated training in a Ray
+worker, which loads no torch.
 
 The drivers run the real command with real (quick) training; what is under test is that the
 study, not a driver's memory, decides what is trained: no (genome, seed) twice, each paper
 configuration once, exactly ``--budget`` finished trials, nothing finished lost to a kill -9.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -193,3 +195,40 @@ def test_search_joins_a_cluster_started_with_ray_defaults(ray_cluster, tmp_path)
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused this driver's token" in lines[0] and "RAY_AUTH_MODE=token" in lines[0], lines
+
+
+SIMULATED_WORKER = """
+import json, sys
+import ray
+from ulsam_nas.data import DataSpec
+from ulsam_nas.models.genome import Genome
+from ulsam_nas.search.runner import trainer_for
+from ulsam_nas.search.trainable import TrialSettings, run_trial
+from ulsam_nas.train.fidelity import get_fidelity
+
+@ray.remote(num_cpus=1)
+def simulated_training(trainable, settings, trainer):
+    from ulsam_nas.search.trainable import set_up_worker
+    reports = []
+    trainer(Genome.from_string("mv2_w1.0(16g4,17g4)"), settings.data, settings.fidelity, seed=0,
+            report=lambda epoch, metrics: reports.append(metrics), device=set_up_worker(), evaluate_on="val",
+            val_fraction=settings.val_fraction)
+    return {"top1": reports[-1]["top1"], "loaded": [m for m in ("torch", "torchvision", "optuna") if m in sys.modules]}
+
+ray.init(logging_level="ERROR", log_to_driver=False)
+data = DataSpec.parse("landscape:null")
+settings = TrialSettings(data, get_fidelity("smoke", "mv2"), 0.1)
+print(json.dumps(ray.get(simulated_training.remote(run_trial, settings, trainer_for(data)))))
+"""
+
+
+def test_a_simulated_training_loads_no_torch_in_its_ray_worker():
+    """What a search ships to a Ray worker for a landscape training (the trainable, its settings and
+    the landscape's trainer, unpickled there as Tune unpickles them) runs in a fresh worker of the
+    run's cluster without importing torch, torchvision or Optuna: a cluster of simulated workers
+    stays light (a worker with torch holds about 675 MB, README "Scaling out")."""
+    done = run_program([sys.executable, "-c", SIMULATED_WORKER], capture_output=True, text=True, env=child_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    assert 0 <= result["top1"] <= 100

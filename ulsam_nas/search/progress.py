@@ -15,9 +15,14 @@ from ray import tune
 from ..report.publish import DashboardPublisher
 
 if TYPE_CHECKING:
+    from ..analysis.front import Front
     from .searchers import PlanSearcher, StudySearcher
 
 PLAN_PROGRESS_SECONDS = 10.0  # how often a plan of trainings says how far it is
+# The line's front (σ, the signal, the front's size) is rebuilt no sooner than keeps its rebuilds to
+# this share of the driver's time: the full front is O(genomes²), and Tune ends a step many times
+# a second.
+FRONT_SHARE = 0.05
 
 
 class ProgressLine(tune.Callback):
@@ -31,9 +36,20 @@ class ProgressLine(tune.Callback):
         self.interactive = sys.stderr.isatty()
         self.last_print, self.last_line = 0.0, ""
         self.publisher = DashboardPublisher(searcher.study, searcher.storage, searcher.lock)
+        self.front: Front | None = None
+        self.front_built_at, self.front_took = 0.0, 0.0
 
-    def line(self) -> str:
-        tally, front = self.searcher.tally, self.searcher.policy.front
+    def current_front(self, fresh: bool = False) -> Front:
+        """The policy's front, rebuilt when ``fresh`` or when due (``FRONT_SHARE``)."""
+        now = time.monotonic()
+        if fresh or self.front is None or now - self.front_built_at >= self.front_took / FRONT_SHARE:
+            self.front = self.searcher.policy.front
+            self.front_built_at = time.monotonic()
+            self.front_took = self.front_built_at - now
+        return self.front
+
+    def line(self, fresh: bool = False) -> str:
+        tally, front = self.searcher.tally, self.current_front(fresh)
         elapsed = time.time() - self.started
         done_here = tally.finished - self.first_finished
         remaining = max(0, self.budget - tally.finished)
@@ -62,7 +78,7 @@ class ProgressLine(tune.Callback):
         self.publisher.on_progress(self.complete())
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        print(("\r" if self.interactive else "") + self.line() + ("\033[K" if self.interactive else ""),
+        print(("\r" if self.interactive else "") + self.line(fresh=True) + ("\033[K" if self.interactive else ""),
               file=sys.stderr, flush=True)
         self.publisher.publish(self.complete())
 
