@@ -32,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..analysis.front import Contenders, Front, GenomeStats, dominates_by_mean
+from ..analysis.front import Contenders, Front, GenomeStats
 from ..analysis.objectives import Context, Selection, over_limit
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
@@ -322,17 +323,29 @@ class SearchPolicy:
     def _nearest_undecided(self) -> GenomeStats | None:
         """The genome beaten by mean but not clearly (its verdict a seed could change), with fewer
         than K seeds, that is nearest the front by mean in standard errors. A genome already
-        clearly dominated is settled: a repeat would not change what the front says."""
+        clearly dominated is settled: a repeat would not change what the front says. Its gap is
+        the largest, over the genomes that beat it by mean, of their lead over the bound each lead
+        must pass (``Front.margin``); all genomes at once on the front's matrices."""
         front = self.front
-        contenders = {c.genome for c in front.contenders()}
-        undecided = [s for s in front.stats if s.genome not in contenders and not front.dominators(s)
-                     and len(self.seeds_claimed(s.genome)) < self.repeats]
-
-        def gap(stats: GenomeStats) -> float:
-            beaters = [a for a in front.rivals[stats.genome] if dominates_by_mean(a, stats, front.selection)]
-            return max((d / e if e > 0 else math.inf) for d, e in (front.margin(a, stats) for a in beaters))
-
-        return min(undecided, key=lambda s: (gap(s), s.trial), default=None)
+        stats = front.stats
+        if not stats:
+            return None
+        claimable = np.array([len(self.seeds_claimed(s.genome)) < self.repeats for s in stats])
+        undecided = np.flatnonzero(front.by_mean.any(axis=0) & ~front.clearly.any(axis=0) & claimable)
+        if not len(undecided):
+            return None
+        means = np.array([s.mean for s in stats])
+        inverse_n = np.array([1 / s.n for s in stats])
+        lead = means[:, None] - means[None, undecided]
+        if front.noise.measured:
+            scale = np.array([front.critical[stats[j].genome] for j in undecided]) * front.noise.sigma
+            bound = scale[None, :] * np.sqrt(inverse_n[:, None] + inverse_n[None, undecided])
+        else:
+            bound = np.full(lead.shape, math.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            in_bounds = np.where(bound > 0, lead / bound, math.inf)
+        gap = np.where(front.by_mean[:, undecided], in_bounds, -math.inf).max(axis=0)
+        return stats[undecided[int(np.argmin(gap))]]  # stats are in trial order: ties go to the first trial
 
     def _enqueue(self, genome: Genome, attrs: dict[str, Any]) -> None:
         self.study.enqueue_trial(self.space.params(genome), user_attrs=attrs)
