@@ -177,6 +177,11 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
                        config.study_dir, progress, searcher, scheduler, selection.trained.metric, config.concurrency)
     try:
         tuner.fit()
+        while searcher.stepped_out and searcher.wait_for_others():
+            tuner = make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources, config.study_name,
+                               config.study_dir, progress, searcher, scheduler, selection.trained.metric,
+                               config.concurrency)
+            tuner.fit()
     finally:
         held = searcher.close_all(INTERRUPTED)
         if held:

@@ -121,6 +121,25 @@ class StudySearcher(OptunaTrialsSearcher):
         self.trained_metric = policy.selection.trained.metric
         self.beaten: set[int] = set()  # trials whose first heartbeat is recorded
         self.quiet_until = self.last_liveness = self.last_poll = 0.0
+        self.stepped_out = False  # the last Tune run ended with only other drivers' trainings left
+
+    def wait_for_others(self) -> bool:
+        """After a Tune run this driver stepped out of: wait, outside Tune, until the study holds the
+        budget (False) or holds work for this driver again (True: a re-run queued, or room in the
+        budget because a training failed or was interrupted). Meanwhile this driver's copies
+        waiting for other drivers' trainings are resolved and their heartbeat recorded."""
+        while True:
+            self.heartbeat()
+            self.poll_awaited()
+            with self.lock:
+                self.read_study()
+            policy = self.policy
+            if policy.tally.finished >= policy.budget and not policy.in_flight_here:
+                return False
+            if policy.queued or policy.paper or policy.tally.finished + policy.running_in_study < policy.budget:
+                self.stepped_out = False
+                return True
+            time.sleep(POLL_SECONDS)
 
     @property
     def tally(self):
@@ -161,6 +180,14 @@ class StudySearcher(OptunaTrialsSearcher):
                     self.beaten.add(trial.number)
                     self.beat(trial)
         if training == FINISHED:
+            return Searcher.FINISHED
+        if training is None and not self.policy.training:
+            # Nothing of this driver's own is training: what is left of the budget is other
+            # drivers' trainings. Tune would keep a cached worker (and its CPU or GPU) for a
+            # trial that never comes; where the drivers share a cluster, that worker can be the
+            # one another driver's last training waits for. This Tune run ends; ``run_search``
+            # waits for the study outside it and starts another if work comes back.
+            self.stepped_out = True
             return Searcher.FINISHED
         if training is None:
             self.quiet_until = time.time() + POLL_SECONDS
