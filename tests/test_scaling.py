@@ -100,20 +100,25 @@ def test_four_drivers_one_killed_and_restarted_leave_the_budget_exact(postgres_u
     run to the end of a shared budget: test_drivers_wait_for_each_others_trainings.)"""
     budget = "12"
     victim = start_driver(postgres_url, tmp_path / "victim", "--budget", budget)
-    others = [start_driver(postgres_url, tmp_path / f"driver{i}", "--budget", budget) for i in (1, 2, 3)]
 
-    def victim_mid_run() -> bool:
+    def holds(pid: int, running: bool = False) -> bool:
         try:
-            running, complete = running_and_complete(postgres_url, victim.pid)
+            counts = running_and_complete(postgres_url, pid)
         except psycopg.errors.UndefinedTable:
-            running = complete = 0
-        return running and complete or victim.poll() is not None
+            return False
+        return bool(counts[0]) if running else bool(counts[0] and counts[1]) or victim.poll() is not None
 
-    wait_until(victim_mid_run, "a finished and a running trial of the victim")
+    # The victim first, alone until mid-run (a finished training and the next one running), so
+    # that the others' start cannot take the whole budget before it is caught mid-run.
+    wait_until(lambda: holds(victim.pid), "a finished and a running trial of the victim")
+    others = [start_driver(postgres_url, tmp_path / f"driver{i}", "--budget", budget) for i in (1, 2, 3)]
+    wait_until(lambda: any(sum(running_and_complete(postgres_url, d.pid)) for d in others) or victim.poll() is not None,
+               "a trial of another driver")
+    wait_until(lambda: holds(victim.pid, running=True) or victim.poll() is not None, "a running trial of the victim")
     assert victim.poll() is None, "the victim finished before it could be killed"
-    before = {t.number: (t.state, t.values, t.user_attrs.get("seed")) for t in load(postgres_url)}
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
+    before = {t.number: (t.state, t.values, t.user_attrs.get("seed")) for t in load(postgres_url)}
     restarted = start_driver(postgres_url, tmp_path / "victim", "--budget", budget)
 
     errors = [finish_driver(driver) for driver in (*others, restarted)]

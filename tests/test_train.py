@@ -231,6 +231,7 @@ KNOWN_CPU_RESULTS = (
     (15.0, 53.0, 2.5630962665264425),  # the machine the values were first pinned on (issue 20)
     (9.0, 49.0, 2.5907730689415565),  # AVX-512 with AMX (Sapphire Rapids), the libraries' default kernels
     (11.0, 52.0, 2.587982471172626),  # the same machine held to AVX2 (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY)
+    (12.0, 52.0, 2.5604289128230167),  # AMD EPYC, the libraries' default kernels (the code before issue 31 too)
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..models import layers, ulsam
+from ..models import costs, layers, ulsam
 from ..models.backbones import get_backbone
 from ..models.costs import Cost
 from ..models.genome import INSERT, SUBSTITUTE
@@ -59,14 +59,14 @@ def model_source(arch: Architecture, description: str) -> str:
             lines.append(f'        ("layer{spec.number}", {backbone.layer_source(spec)}),')
         if placement is not None and placement.action == INSERT:
             lines.append(f'        ("after{spec.number}", ULSAM({spec.out_ch}, {placement.groups}, "{variant}")),')
-    helpers = [ulsam.check_groups, ulsam.check_variant, ulsam.conv_unit, ulsam.ULSAM, layers.ConvBNAct,
+    helpers = [costs.check_groups, costs.check_variant, ulsam.conv_unit, ulsam.ULSAM, layers.ConvBNAct,
                *backbone.block_classes]
     pieces = [
         docstring_literal(f"{description}\n\nStandalone: imports only torch. `build()` returns the network (eval() it for "
                           "inference);\nweights.safetensors, when present, loads into it with load_state_dict.\n"),
         "from __future__ import annotations\n\nfrom collections import OrderedDict\n\nimport torch\n"
         "import torch.nn.functional as F\nfrom torch import nn",
-        f"NUM_CLASSES = {arch.num_classes}\nINPUT_SIZE = {arch.resolution}\nVARIANTS = {ulsam.VARIANTS!r}\n"
+        f"NUM_CLASSES = {arch.num_classes}\nINPUT_SIZE = {arch.resolution}\nVARIANTS = {costs.VARIANTS!r}\n"
         f"BN_MOMENTUM = {ulsam.BN_MOMENTUM!r}",
         *[inspect.getsource(h).rstrip() for h in helpers],
         'class Net(nn.Module):\n    """The backbone with its ULSAM blocks (`features`) and the classifier (`head`)."""\n\n'
