@@ -30,6 +30,7 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/oneshot_scoring.py
 	$(PY) benchmarks/oneshot_vs_standalone.py
 	$(PY) benchmarks/driver_scale.py --concurrency 8 --budget 500 --window 250
+	$(PY) benchmarks/report_scale.py --small 100 --large 300
 
 # For a machine with a CUDA GPU, which may hold torch but neither Ray nor Optuna: it uses .venv
 # when there is one, else $(PYTHON) with the repository on PYTHONPATH; --noconftest because the
