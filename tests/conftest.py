@@ -34,8 +34,9 @@ from .services import postgres_server, postgres_url, ray_cluster, ray_head, toke
 SUITE_CLUSTER = pytest.StashKey[contextlib.ExitStack]()
 
 LONGEST_FIRST = (
+    "test_four_drivers_one_killed_and_restarted_leave_the_budget_exact",
     "test_oneshot_search_resumes_a_killed_supernet_then_scores_confirms_and_reports",
-    "test_a_driver_killed_mid_run_loses_nothing", "test_killed_search_resumes_to_its_budget",
+    "test_killed_search_resumes_to_its_budget",
     "test_killed_calibration_resumes_without_retraining_and_measures_a_oneshot_candidate",
     "test_latency_objective_through_search_report_and_export",
     "test_search_joins_a_cluster_started_with_ray_defaults", "test_drivers_wait_for_each_others_trainings",

@@ -39,7 +39,7 @@ from ..models.genome import Genome
 from ..models.spaces import SearchSpace
 from ..studies import HEARTBEAT_SECONDS, StudyLock
 from .ledger import INTERRUPTED, close_interrupted, driver_identity
-from .policy import FINISHED, PlannedTraining, SearchPolicy
+from .policy import FINISHED, WAIT, PlannedTraining, SearchPolicy
 from .schedulers import MultiObjectiveSuccessiveHalving
 
 # Drivers record Optuna's heartbeat themselves (``beat``); Optuna expects Study.optimize to.
@@ -125,9 +125,10 @@ class StudySearcher(OptunaTrialsSearcher):
 
     def wait_for_others(self) -> bool:
         """After a Tune run this driver stepped out of: wait, outside Tune, until the study holds the
-        budget (False) or holds work for this driver again (True: a re-run queued, or room in the
-        budget because a training failed or was interrupted). Meanwhile this driver's copies
-        waiting for other drivers' trainings are resolved and their heartbeat recorded."""
+        budget (False) or holds work for this driver again (True: a re-run queued, a paper
+        configuration to enqueue, or room in the budget, after a failure, that the policy would
+        fill now rather than wait). Meanwhile this driver's copies waiting for other drivers'
+        trainings are resolved and their heartbeat recorded."""
         while True:
             self.heartbeat()
             self.poll_awaited()
@@ -136,7 +137,8 @@ class StudySearcher(OptunaTrialsSearcher):
             policy = self.policy
             if policy.tally.finished >= policy.budget and not policy.in_flight_here:
                 return False
-            if policy.queued or policy.paper or policy.tally.finished + policy.running_in_study < policy.budget:
+            room = policy.budget - policy.tally.finished - policy.running_in_study
+            if policy.queued or policy.paper or (room > 0 and policy.next_step(room) != WAIT):
                 self.stepped_out = False
                 return True
             time.sleep(POLL_SECONDS)
