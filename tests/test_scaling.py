@@ -130,8 +130,9 @@ def test_four_drivers_one_killed_and_restarted_leave_the_budget_exact(postgres_u
         if state == TrialState.COMPLETE:
             assert trials[number].values == values  # nothing finished was lost
     closed = [t for t in trials if is_interrupted(t)]
-    assert len(closed) == 1 and closed[0].user_attrs["driver"].split("|")[2] == str(victim.pid)  # no live driver's
-    assert before[closed[0].number][0] == TrialState.RUNNING
+    # The victim's trial, whether still RUNNING when read after the kill or already closed by a driver's liveness
+    # check in that instant; no live driver's trial.
+    assert len(closed) == 1 and closed[0].user_attrs["driver"].split("|")[2] == str(victim.pid)
     rerun = [t for t in trials if t.user_attrs.get("rerun_of") == closed[0].number]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
     assert rerun[0].user_attrs["seed"] == before[closed[0].number][2]  # the same training, run again
