@@ -224,19 +224,27 @@ def costs_no_worse(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool
                for o, x, y in zip(selection.computed, a.costs, b.costs))
 
 
-def cost_matrices(stats: list[GenomeStats], selection: Selection) -> tuple[np.ndarray, np.ndarray]:
-    """For every pair (i, j) at once: whether every cost of ``stats[i]`` is no worse than
-    ``stats[j]``'s (``costs_no_worse``) and whether one is better beyond its tolerance. The front
-    compares every genome with every other after each training, which one pair at a time in Python
-    made a search's own bookkeeping its largest cost."""
-    costs = np.array([s.costs for s in stats], dtype=float).reshape(len(stats), len(selection.computed))
-    a, b = costs[:, None, :], costs[None, :, :]
-    minimised = np.array([o.direction == "minimize" for o in selection.computed])
-    tolerance = np.array([selection.tolerance(o) for o in selection.computed])
+def cost_order(a: np.ndarray, b: np.ndarray, minimised: np.ndarray, tolerance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For cost vectors ``a`` and ``b`` (the last axis the objectives, the others broadcast):
+    whether every cost of ``a`` is no worse than ``b``'s, values within the objective's relative
+    tolerance counting as equal (``costs_no_worse``), and whether one is better beyond it."""
     tied = np.abs(a - b) <= tolerance * np.maximum(np.abs(a), np.abs(b))
     b_better = np.where(minimised, b < a, b > a)
     a_better = np.where(minimised, a < b, a > b)
-    return np.all(~b_better | tied, axis=2), np.any(a_better & ~tied, axis=2)
+    return np.all(~b_better | tied, axis=-1), np.any(a_better & ~tied, axis=-1)
+
+
+def objective_arrays(selection: Selection) -> tuple[np.ndarray, np.ndarray]:
+    """Which computed objectives are minimised, and their tolerances, as ``cost_order`` takes them."""
+    return (np.array([o.direction == "minimize" for o in selection.computed]),
+            np.array([selection.tolerance(o) for o in selection.computed]))
+
+
+def cost_matrices(stats: list[GenomeStats], selection: Selection) -> tuple[np.ndarray, np.ndarray]:
+    """``cost_order`` for every pair (i, j) at once: the front compares every genome with every
+    other, which one pair at a time in Python made a search's own bookkeeping its largest cost."""
+    costs = np.array([s.costs for s in stats], dtype=float).reshape(len(stats), len(selection.computed))
+    return cost_order(costs[:, None, :], costs[None, :, :], *objective_arrays(selection))
 
 
 def dominates_by_mean(a: GenomeStats, b: GenomeStats, selection: Selection) -> bool:
@@ -383,8 +391,7 @@ class Contenders:
 
     def __init__(self, selection: Selection) -> None:
         self.selection = selection
-        self.minimised = np.array([o.direction == "minimize" for o in selection.computed])
-        self.tolerance = np.array([selection.tolerance(o) for o in selection.computed])
+        self.minimised, self.tolerance = objective_arrays(selection)
         self.genomes: list[str] = []
         self.first_trial: list[int] = []
         self.index: dict[str, int] = {}
@@ -395,11 +402,8 @@ class Contenders:
     def _beats(self, i: int, mean: float, reverse: bool = False) -> np.ndarray:
         """Whether genome ``i`` at ``mean`` dominates each genome by mean (``reverse``: is dominated by each)."""
         a, b = self.costs[i][None, :], self.costs
-        if reverse:
-            a, b = b, a
-        tied = np.abs(a - b) <= self.tolerance * np.maximum(np.abs(a), np.abs(b))
-        no_worse = np.all(~np.where(self.minimised, b < a, b > a) | tied, axis=1)
-        cheaper = np.any(np.where(self.minimised, a < b, a > b) & ~tied, axis=1)
+        no_worse, cheaper = cost_order(b, a, self.minimised, self.tolerance) if reverse else \
+            cost_order(a, b, self.minimised, self.tolerance)
         difference = self.means - mean if reverse else mean - self.means
         beats = no_worse & ((difference > 0) | ((difference == 0) & cheaper))
         beats[i] = False
