@@ -98,24 +98,24 @@ def test_four_drivers_one_killed_and_restarted_leave_the_budget_exact(postgres_u
     trial and train it again; together they leave exactly the budget, no (genome, seed) trained
     twice, nothing finished lost, and no trial of a live driver closed as stale. (Drivers that all
     run to the end of a shared budget: test_drivers_wait_for_each_others_trainings.)"""
-    budget = "12"
+    budget = "8"
     victim = start_driver(postgres_url, tmp_path / "victim", "--budget", budget)
 
-    def holds(pid: int, running: bool = False) -> bool:
+    def holds(pid: int) -> bool:
         try:
-            counts = running_and_complete(postgres_url, pid)
+            running, complete = running_and_complete(postgres_url, pid)
         except psycopg.errors.UndefinedTable:
             return False
-        return bool(counts[0]) if running else bool(counts[0] and counts[1]) or victim.poll() is not None
+        return bool(running and complete) or victim.poll() is not None
 
-    # The victim first, alone until mid-run (a finished training and the next one running), so
-    # that the others' start cannot take the whole budget before it is caught mid-run.
+    # Caught mid-run (a training finished, the next one running), then held there with SIGSTOP while
+    # the others start: a stopped driver is alive to their liveness checks but takes no more of the
+    # budget, so it cannot finish it before the kill however slowly the others start.
     wait_until(lambda: holds(victim.pid), "a finished and a running trial of the victim")
+    os.kill(victim.pid, signal.SIGSTOP)
+    assert victim.poll() is None, "the victim finished before it could be stopped"
     others = [start_driver(postgres_url, tmp_path / f"driver{i}", "--budget", budget) for i in (1, 2, 3)]
-    wait_until(lambda: any(sum(running_and_complete(postgres_url, d.pid)) for d in others) or victim.poll() is not None,
-               "a trial of another driver")
-    wait_until(lambda: holds(victim.pid, running=True) or victim.poll() is not None, "a running trial of the victim")
-    assert victim.poll() is None, "the victim finished before it could be killed"
+    wait_until(lambda: any(sum(running_and_complete(postgres_url, d.pid)) for d in others), "a trial of another driver")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     before = {t.number: (t.state, t.values, t.user_attrs.get("seed")) for t in load(postgres_url)}
@@ -125,7 +125,7 @@ def test_four_drivers_one_killed_and_restarted_leave_the_budget_exact(postgres_u
     assert sum("closed 1 trial(s) of a stopped driver" in err or "closed 1 interrupted trial(s)" in err
                for err in errors) == 1
     trials = load(postgres_url)
-    assert_study_is_whole(trials, budget=12)
+    assert_study_is_whole(trials, budget=8)
     for number, (state, values, _) in before.items():
         if state == TrialState.COMPLETE:
             assert trials[number].values == values  # nothing finished was lost
@@ -136,7 +136,7 @@ def test_four_drivers_one_killed_and_restarted_leave_the_budget_exact(postgres_u
     rerun = [t for t in trials if t.user_attrs.get("rerun_of") == closed[0].number]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
     assert rerun[0].user_attrs["seed"] == before[closed[0].number][2]  # the same training, run again
-    assert len(trainings(trials)) == 12  # the first 12 paper configurations, each trained once: none reused
+    assert len(trainings(trials)) == 8  # the first 8 paper configurations, each trained once: none reused
 
 
 def test_a_silent_driver_elsewhere_loses_its_trials_to_the_heartbeat(tmp_path):
