@@ -36,9 +36,9 @@ STUDY = "shared"
 
 def child(args: argparse.Namespace) -> int:
     """One driver: ``run_search`` on the shared study, joining the parent's Ray instance (RAY_ADDRESS)."""
-    import cloudpickle
     import optuna
     import ray
+    from ray import cloudpickle
 
     sys.path.insert(0, str(BENCHMARKS))
     import driver_scale
@@ -59,13 +59,14 @@ def child(args: argparse.Namespace) -> int:
     return 0
 
 
-def postgres(folder: Path) -> tuple[str, list[str] | None]:
+def postgres() -> tuple[str, list[str] | None]:
     """The server's URL, and the command that stops it when this run started it."""
     if os.environ.get("ULSAM_NAS_POSTGRES_URL"):
         return os.environ["ULSAM_NAS_POSTGRES_URL"], None
-    script = str(REPOSITORY / ".ci" / "postgres")
-    url = subprocess.run([script, "start", str(folder / "pg")], check=True, capture_output=True, text=True).stdout.strip()
-    return url, [script, "stop", str(folder / "pg")]
+    # A folder of its own under /tmp: as root, the server runs as user postgres, who cannot reach a private parent.
+    script, folder = str(REPOSITORY / ".ci" / "postgres"), tempfile.mkdtemp(prefix="ulsam-pg-")
+    url = subprocess.run([script, "start", folder], check=True, capture_output=True, text=True).stdout.strip()
+    return url, [script, "stop", folder]
 
 
 def study_counts(url: str) -> tuple[int, int]:
@@ -123,7 +124,7 @@ def main() -> int:
     slots = args.drivers * args.concurrency
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        url, stop_postgres = postgres(folder)
+        url, stop_postgres = postgres()
         context = ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"],
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
@@ -159,6 +160,8 @@ def main() -> int:
             for index in failed:
                 print(f"\ndriver {index} exited {failed[index]}:\n"
                       + (folder / f"driver{index}.log").read_text()[-3000:], file=sys.stderr)
+            if len(failed) == len(drivers):
+                return 1
             trials = optuna.load_study(study_name=STUDY, storage=open_storage(url)).get_trials(deepcopy=False)
         finally:
             ray.shutdown()

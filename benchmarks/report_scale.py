@@ -35,9 +35,10 @@ def build_study(trainings: int, folder: Path) -> tuple[optuna.Study, optuna.stor
     """A search's study of ``trainings`` finished trials, simulated in memory, then copied to SQLite."""
     simulated = simulate_search(load_space("mv2"), LANDSCAPE, trainings, sampler="random", concurrency=8,
                                 study_name=f"scale{trainings}").study
-    url = f"sqlite:///{folder / f'study{trainings}.db'}"
-    optuna.copy_study(from_study_name=simulated.study_name, from_storage=simulated._storage, to_storage=url)
-    storage = open_storage(url)
+    # Opened as a search opens its study (write-ahead log, synced at checkpoints): copying to a plain URL
+    # waits for an fsync per write, about 0.45 s per trial.
+    storage = open_storage(f"sqlite:///{folder / f'study{trainings}.db'}")
+    optuna.copy_study(from_study_name=simulated.study_name, from_storage=simulated._storage, to_storage=storage)
     return optuna.load_study(study_name=simulated.study_name, storage=storage), storage
 
 

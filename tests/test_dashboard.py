@@ -17,7 +17,7 @@ from ulsam_nas.models.spaces import load_space
 from ulsam_nas.report.publish import DashboardPublisher, publish_front
 from ulsam_nas.report.writer import write_report
 from ulsam_nas.search.runner import SearchConfig, run_search
-from ulsam_nas.studies import artifact_store, open_storage
+from ulsam_nas.studies import StudyLock, artifact_store, open_storage
 from ulsam_nas.train.fidelity import SMOKE
 
 from .commands import in_chromium, needs_chromium, serving_dashboard
@@ -154,6 +154,31 @@ def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(s
     publisher.publish(31)  # the search's end: whenever it comes
     publisher.publish(31)
     assert capsys.readouterr().err.count("not refreshed (OSError: disk full); the search goes on") == 1
+
+
+def test_a_due_publication_is_skipped_while_another_driver_publishes_and_planning_goes_on(study_dir, monkeypatch):
+    """Drivers sharing a study publish under its publishing lock, apart from its planning lock: a
+    driver whose publication is due while another publishes skips it (the other is refreshing the
+    same study) instead of holding up its trainings, and the others plan meanwhile."""
+    url, now, published = f"sqlite:///{study_dir / 'study.db'}", [0.0], []
+    monkeypatch.setattr("ulsam_nas.report.publish.publish_front", lambda study, storage: published.append(now[0]))
+    publisher = DashboardPublisher(load(study_dir), storage_of(study_dir), StudyLock(url, "mv2-synthetic", "publish"),
+                                   every=10, min_seconds=60.0, clock=lambda: now[0])
+    with StudyLock(url, "mv2-synthetic", "publish"):  # another driver, publishing
+        planning = StudyLock(url, "mv2-synthetic")
+        assert planning.acquire(blocking=False)  # planning is not held up
+        planning.release()
+        now[0] = 61.0
+        publisher.on_progress(10)  # due, and skipped at once
+        assert not published and publisher.published_at == 61.0
+        now[0] = 100.0
+        publisher.on_progress(20)
+        assert not published  # not due again before a minute after the skipped one
+    now[0] = 122.0
+    publisher.on_progress(30)
+    assert published == [122.0]
+    publisher.publish(30)  # the end waits for the lock, and publishes
+    assert published == [122.0, 122.0]
 
 
 def seeded_trainer(genome, data, fidelity, seed=0, report=None, device=None, **split):

@@ -23,7 +23,7 @@ import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas.search.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
-from ulsam_nas.studies import open_storage
+from ulsam_nas.studies import StudyLock, open_storage
 
 from .commands import ONE_AT_A_TIME, QUICK, child_env, finish, run_module, run_program, wait_until
 from .conftest import write_space
@@ -177,6 +177,24 @@ def test_a_trial_its_driver_died_before_claiming_is_closed_and_queued_again(tmp_
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert [(t.user_attrs["seed"], t.user_attrs["repeat_of"], t.system_attrs["fixed_params"]) for t in queued] == [
         (4, 0, {"L16": "substitute", "g16": 4})]
+
+
+def test_the_publishing_lock_is_apart_from_planning_and_taken_without_waiting_on_postgres(postgres_url):
+    """On PostgreSQL, as on SQLite (test_dashboard), the publishing lock is an advisory lock of its
+    own: held by one driver, another's try fails at once, and planning is not held up."""
+    publishing, other = StudyLock(postgres_url, STUDY, "publish"), StudyLock(postgres_url, STUDY, "publish")
+    planning = StudyLock(postgres_url, STUDY)
+    try:
+        assert publishing.acquire(blocking=False)
+        assert not other.acquire(blocking=False)
+        assert planning.acquire(blocking=False)
+        planning.release()
+        publishing.release()
+        assert other.acquire(blocking=False)
+        other.release()
+    finally:
+        for lock in (publishing, other, planning):
+            lock.close()
 
 
 @pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/nas", "postgresql+psycopg://nobody@127.0.0.1:1/nas"])

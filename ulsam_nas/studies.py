@@ -297,50 +297,68 @@ def unsupported_backend(url: str, backend: str) -> str:
 
 
 class StudyLock:
-    """One lock per study, shared by every driver of it on any host, and released by the OS or
-    the database when its holder dies, kill -9 included: drivers plan their next trial (budget,
-    paper configurations, which (genome, seed) to train) one at a time under it.
+    """One lock per study and ``purpose``, shared by every driver of it on any host, and released by
+    the OS or the database when its holder dies, kill -9 included. ``plan``: drivers plan their
+    next trial (budget, paper configurations, which (genome, seed) to train) one at a time under
+    it. ``publish``: one driver at a time refreshes the dashboard (``report.publish``), which takes
+    seconds to minutes on a large study and must not hold up the others' planning.
 
-    - SQLite (one host): ``flock`` on ``<database>.lock``. Not a transaction on the database
-      itself: SQLite locks the whole file for a writer, and the driver's own Optuna storage
-      writes while it plans.
+    - SQLite (one host): ``flock`` on ``<database>.lock`` (``<database>.publish.lock``). Not a
+      transaction on the database itself: SQLite locks the whole file for a writer, and the
+      driver's own Optuna storage writes while it plans.
     - PostgreSQL: a session advisory lock (``pg_advisory_lock``) on a connection of its own,
-      keyed by the study name.
+      keyed by the study name and the purpose.
     """
 
-    def __init__(self, url: str, study_name: str) -> None:
-        self.url, self.study_name = without_password(storage_url(url)), study_name
+    def __init__(self, url: str, study_name: str, purpose: str = "plan") -> None:
+        self.url, self.study_name, self.purpose = without_password(storage_url(url)), study_name, purpose
         parsed = sqlalchemy.engine.make_url(self.url)
         self.backend = parsed.get_backend_name()
         if self.backend not in BACKENDS:
             raise ValueError(unsupported_backend(url, self.backend))
         self._file = self._engine = self._connection = None
-        self._key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+        keyed = study_name if purpose == "plan" else f"{study_name}\0{purpose}"
+        self._key = int.from_bytes(hashlib.sha256(keyed.encode()).digest()[:8], "big", signed=True)
 
     def __getstate__(self) -> dict:  # Ray Tune pickles the searcher: the handles are opened again
-        return {"url": self.url, "study_name": self.study_name}
+        return {"url": self.url, "study_name": self.study_name, "purpose": self.purpose}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["url"], state["study_name"])
+        self.__init__(state["url"], state["study_name"], state.get("purpose", "plan"))
 
-    def __enter__(self) -> StudyLock:
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock, waiting for it when ``blocking``; else False at once if another holds it."""
         if self.backend == "sqlite":
             if self._file is None:
-                database = sqlalchemy.engine.make_url(self.url).database
-                self._file = open(f"{Path(database).expanduser().resolve()}.lock", "a")  # noqa: SIM115 - held for the driver's life
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-        else:
-            if self._connection is None:
-                self._engine = open_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
-                self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                database = Path(sqlalchemy.engine.make_url(self.url).database).expanduser().resolve()
+                suffix = ".lock" if self.purpose == "plan" else f".{self.purpose}.lock"
+                self._file = open(f"{database}{suffix}", "a")  # noqa: SIM115 - held for the driver's life
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+        if self._connection is None:
+            self._engine = open_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+            self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if blocking:
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
-        return self
+            return True
+        return bool(self._connection.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"),
+                                             {"key": self._key}).scalar())
 
-    def __exit__(self, *exc_info) -> None:
+    def release(self) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
         else:
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+
+    def __enter__(self) -> StudyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
     def close(self) -> None:
         if self._file is not None:

@@ -20,9 +20,10 @@ writes the next version over it, replacing the note, a note typed in the dashboa
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -31,6 +32,9 @@ from ..analysis.objectives import Objective
 from .escaping import markdown_text
 from .figures import front_figure
 from .genome_study import genome_note, genome_study_name, rebuild_genome_study
+
+if TYPE_CHECKING:
+    from ..studies import StudyLock
 
 PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
 PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication...
@@ -128,13 +132,15 @@ class DashboardPublisher:
     ``PUBLISH_SHARE`` of the driver's time (the genome study's rebuild grows with the genomes:
     about 50 ms per genome on SQLite), and at the end. The dashboard is a view: a failure never stops
     the search; it is reported once, and later publications are still tried. ``lock`` (the study's
-    planning lock) keeps two drivers of one study from interleaving the chunks of a figure or
-    rebuilding the genome study at once."""
+    publishing lock, ``StudyLock(..., purpose="publish")``) keeps two drivers of one study from
+    interleaving the chunks of a figure or rebuilding the genome study at once. While another
+    driver holds it, a publication that is due is skipped, not waited for: that driver is
+    refreshing the same study. Only the publication at the end waits for it."""
 
-    def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, lock: AbstractContextManager | None = None,
+    def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, lock: StudyLock | None = None,
                  every: int = PUBLISH_EVERY_COMPLETE, min_seconds: float = PUBLISH_MIN_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.study, self.storage, self.lock = study, storage, nullcontext() if lock is None else lock
+        self.study, self.storage, self.lock = study, storage, threading.Lock() if lock is None else lock
         self.every, self.min_seconds, self.clock = every, min_seconds, clock
         self.complete_when_published, self.published_at, self.took = 0, clock(), 0.0
         self.warned = False
@@ -143,18 +149,21 @@ class DashboardPublisher:
         """Called often (every step of the search): publishes only when it is due."""
         wait = max(self.min_seconds, self.took / PUBLISH_SHARE)
         if complete - self.complete_when_published >= self.every and self.clock() - self.published_at >= wait:
-            self.publish(complete)
+            self.publish(complete, wait_for_others=False)
 
-    def publish(self, complete: int) -> None:
+    def publish(self, complete: int, wait_for_others: bool = True) -> None:
         self.complete_when_published, started = complete, self.clock()
+        if not self.lock.acquire(blocking=wait_for_others):
+            self.published_at = started  # another driver is publishing the same study now
+            return
         try:
-            with self.lock:
-                publish_front(self.study, self.storage)
+            publish_front(self.study, self.storage)
         except Exception as error:  # noqa: BLE001 - the dashboard is a view: it never fails the search
             if not self.warned:
                 self.warned = True
                 print(f"\nthe dashboard's front figures and note were not refreshed ({type(error).__name__}: {error}); "
                       f"the search goes on", file=sys.stderr, flush=True)
         finally:
+            self.lock.release()
             self.published_at = self.clock()
             self.took = self.published_at - started

@@ -16,6 +16,7 @@ from ..report.publish import DashboardPublisher
 
 if TYPE_CHECKING:
     from ..analysis.front import Front
+    from ..studies import StudyLock
     from .searchers import PlanSearcher, StudySearcher
 
 PLAN_PROGRESS_SECONDS = 10.0  # how often a plan of trainings says how far it is
@@ -27,15 +28,16 @@ FRONT_SHARE = 0.05
 
 class ProgressLine(tune.Callback):
     """One live status line instead of Ray's tables, and the front published to the dashboard
-    (``publish.DashboardPublisher``: every few COMPLETE trials and at the end)."""
+    (``publish.DashboardPublisher``: every few COMPLETE trials and at the end, under
+    ``publish_lock``, the study's publishing lock)."""
 
-    def __init__(self, searcher: StudySearcher, budget: int) -> None:
+    def __init__(self, searcher: StudySearcher, budget: int, publish_lock: StudyLock | None = None) -> None:
         self.searcher, self.budget = searcher, budget
         self.started = time.time()
         self.first_finished = searcher.tally.finished
         self.interactive = sys.stderr.isatty()
         self.last_print, self.last_line = 0.0, ""
-        self.publisher = DashboardPublisher(searcher.study, searcher.storage, searcher.lock)
+        self.publisher = DashboardPublisher(searcher.study, searcher.storage, publish_lock)
         self.front: Front | None = None
         self.front_built_at, self.front_took = 0.0, 0.0
 

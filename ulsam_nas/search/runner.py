@@ -171,7 +171,8 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     scheduler = MultiObjectiveSuccessiveHalving(selection, config.fidelity.epochs, config.early_stop_grace,
                                                 config.early_stop_eta) if config.early_stop else None
     searcher = StudySearcher(study, storage, lock, policy, scheduler)
-    progress = ProgressLine(searcher, config.budget)
+    publish_lock = StudyLock(config.storage_url, config.study_name, purpose="publish")
+    progress = ProgressLine(searcher, config.budget, publish_lock)
     settings = TrialSettings(config.data, config.fidelity, config.val_fraction, selection.trained.metric)
     tuner = make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources, config.study_name,
                        config.study_dir, progress, searcher, scheduler, selection.trained.metric, config.concurrency)
@@ -188,6 +189,7 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
             print(f"\nstopped: {held} trial(s) still running were closed as FAIL 'interrupted' and enqueued "
                   f"again; run the same command to continue", file=sys.stderr)
         lock.close()
+        publish_lock.close()
     return study
 
 
