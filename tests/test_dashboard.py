@@ -156,29 +156,37 @@ def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(s
     assert capsys.readouterr().err.count("not refreshed (OSError: disk full); the search goes on") == 1
 
 
-def test_a_due_publication_is_skipped_while_another_driver_publishes_and_planning_goes_on(study_dir, monkeypatch):
-    """Drivers sharing a study publish under its publishing lock, apart from its planning lock: a
-    driver whose publication is due while another publishes skips it (the other is refreshing the
-    same study) instead of holding up its trainings, and the others plan meanwhile."""
+def test_one_driver_of_a_study_publishes_and_the_others_take_over_when_it_ends(study_dir, monkeypatch, request):
+    """Drivers sharing a study publish under its publishing lock, apart from its planning lock: the
+    driver that takes it publishes until its search ends; the others skip their publications
+    (without waiting: their trainings go on, and planning is not held up), and one takes over
+    once the lock is free."""
     url, now, published = f"sqlite:///{study_dir / 'study.db'}", [0.0], []
     monkeypatch.setattr("ulsam_nas.report.publish.publish_front", lambda study, storage: published.append(now[0]))
-    publisher = DashboardPublisher(load(study_dir), storage_of(study_dir), StudyLock(url, "mv2-synthetic", "publish"),
-                                   every=10, min_seconds=60.0, clock=lambda: now[0])
-    with StudyLock(url, "mv2-synthetic", "publish"):  # another driver, publishing
-        planning = StudyLock(url, "mv2-synthetic")
-        assert planning.acquire(blocking=False)  # planning is not held up
-        planning.release()
-        now[0] = 61.0
-        publisher.on_progress(10)  # due, and skipped at once
-        assert not published and publisher.published_at == 61.0
-        now[0] = 100.0
-        publisher.on_progress(20)
-        assert not published  # not due again before a minute after the skipped one
-    now[0] = 122.0
+    locks = [StudyLock(url, "mv2-synthetic", purpose) for purpose in ("publish", "publish", "plan")]
+    request.addfinalizer(lambda: [lock.close() for lock in locks])
+    publisher = DashboardPublisher(load(study_dir), storage_of(study_dir), locks[0], every=10, min_seconds=60.0,
+                                   clock=lambda: now[0])
+    other = DashboardPublisher(load(study_dir), storage_of(study_dir), locks[1], every=10, min_seconds=60.0,
+                               clock=lambda: now[0])
+    other.publish(0)  # another driver, publishing
+    assert locks[2].acquire(blocking=False)  # planning is not held up
+    locks[2].release()
+    now[0] = 61.0
+    publisher.on_progress(10)  # due, and skipped at once
+    assert published == [0.0] and publisher.published_at == 61.0
+    now[0] = 100.0
+    publisher.on_progress(20)
+    assert published == [0.0]  # not due again before a minute after the skipped one
+    publisher.publish(20)  # its end: the other driver publishes the study
+    assert published == [0.0]
+    other.close()  # the other driver's search ends
+    now[0] = 161.0
     publisher.on_progress(30)
-    assert published == [122.0]
-    publisher.publish(30)  # the end waits for the lock, and publishes
-    assert published == [122.0, 122.0]
+    assert published == [0.0, 161.0]  # taken over
+    now[0] = 300.0
+    other.publish(40)
+    assert published == [0.0, 161.0]
 
 
 def seeded_trainer(genome, data, fidelity, seed=0, report=None, device=None, **split):

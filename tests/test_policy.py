@@ -15,7 +15,9 @@ from ulsam_nas import Genome
 from ulsam_nas.analysis.objectives import Context, Selection
 from ulsam_nas.models.spaces import load_space
 from ulsam_nas.search.ledger import INTERRUPTED, counts_toward_budget
-from ulsam_nas.search.policy import FINISHED, PlannedTraining, SearchPolicy, Training, make_sampler
+from ulsam_nas.search.policy import (FINISHED, SAMPLERS, PlannedTraining, RememberingTPESampler, SearchPolicy, Training,
+                                     make_sampler)
+from ulsam_nas.simulate.driver import simulate_search
 
 SPACE = load_space("mv2")
 SELECTION = Selection.parse("top1,macs,params")
@@ -150,3 +152,19 @@ def test_a_repeat_share_caps_the_trainings_spent_on_repeats():
     assert policy.tally.repeats == sum(t.seed != 2 for t in trained) == 4  # 10% of 40, not one more
     assert policy.front.noise.measured  # the few repeats still measure σ
     assert len({(t.genome, t.seed) for t in trained}) == len(trained)
+
+
+def test_the_default_tpe_suggests_what_optunas_tpe_does_number_for_number(monkeypatch):
+    """The default sampler converts a finished trial's parameters once (RememberingTPESampler):
+    a search with it makes the same trials, values and states as with Optuna's own multivariate
+    TPE from the same seed, 8 trainings at once (running trials included)."""
+    monkeypatch.setitem(SAMPLERS, "stock-tpe", lambda seed, budget, constraints: optuna.samplers.TPESampler(
+        seed=seed, constraints_func=constraints, multivariate=True))
+    runs = {}
+    for sampler in ("tpe", "stock-tpe"):
+        simulated = simulate_search(load_space("mv2"), "paper:cub200", 80, sampler=sampler, seed=5, concurrency=8,
+                                    paper_seeds=False)
+        runs[sampler] = [(t.params, t.state, t.values, t.user_attrs.get("seed")) for t in simulated.study.get_trials()]
+        if sampler == "tpe":
+            assert isinstance(simulated.study.sampler, RememberingTPESampler) and simulated.study.sampler._rows
+    assert len(runs["tpe"]) >= 80 and runs["tpe"] == runs["stock-tpe"]

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from optuna.trial import TrialState
 
-from ulsam_nas.search.ledger import INTERRUPTED, close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
+from ulsam_nas.search.ledger import close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.studies import StudyLock, open_storage
 
 from .commands import ONE_AT_A_TIME, QUICK, child_env, finish, run_module, run_program, wait_until

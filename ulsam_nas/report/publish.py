@@ -131,11 +131,14 @@ class DashboardPublisher:
     ``min_seconds`` have passed since the last time, and no sooner than keeps publishing to
     ``PUBLISH_SHARE`` of the driver's time (the genome study's rebuild grows with the genomes:
     about 50 ms per genome on SQLite), and at the end. The dashboard is a view: a failure never stops
-    the search; it is reported once, and later publications are still tried. ``lock`` (the study's
-    publishing lock, ``StudyLock(..., purpose="publish")``) keeps two drivers of one study from
-    interleaving the chunks of a figure or rebuilding the genome study at once. While another
-    driver holds it, a publication that is due is skipped, not waited for: that driver is
-    refreshing the same study. Only the publication at the end waits for it."""
+    the search; it is reported once, and later publications are still tried.
+
+    Of the drivers sharing a study, one publishes: the first to take the study's publishing lock
+    (``lock``, ``StudyLock(..., purpose="publish")``) without waiting keeps it until its search
+    ends (``close``) or it dies. The others skip their publications meanwhile, instead of
+    rebuilding the same genome study in turn (each rebuild takes seconds to minutes on a large
+    study) or waiting; one of them takes over once the lock is free. A driver ends only when the
+    study holds its budget, so whichever publishes last publishes it whole."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, lock: StudyLock | None = None,
                  every: int = PUBLISH_EVERY_COMPLETE, min_seconds: float = PUBLISH_MIN_SECONDS,
@@ -143,18 +146,20 @@ class DashboardPublisher:
         self.study, self.storage, self.lock = study, storage, threading.Lock() if lock is None else lock
         self.every, self.min_seconds, self.clock = every, min_seconds, clock
         self.complete_when_published, self.published_at, self.took = 0, clock(), 0.0
-        self.warned = False
+        self.warned = self.publishing = False
 
     def on_progress(self, complete: int) -> None:
         """Called often (every step of the search): publishes only when it is due."""
         wait = max(self.min_seconds, self.took / PUBLISH_SHARE)
         if complete - self.complete_when_published >= self.every and self.clock() - self.published_at >= wait:
-            self.publish(complete, wait_for_others=False)
+            self.publish(complete)
 
-    def publish(self, complete: int, wait_for_others: bool = True) -> None:
+    def publish(self, complete: int) -> None:
+        """Publish now, unless another driver of the study is the one publishing."""
         self.complete_when_published, started = complete, self.clock()
-        if not self.lock.acquire(blocking=wait_for_others):
-            self.published_at = started  # another driver is publishing the same study now
+        self.publishing = self.publishing or self.lock.acquire(blocking=False)
+        if not self.publishing:
+            self.published_at = started
             return
         try:
             publish_front(self.study, self.storage)
@@ -164,6 +169,11 @@ class DashboardPublisher:
                 print(f"\nthe dashboard's front figures and note were not refreshed ({type(error).__name__}: {error}); "
                       f"the search goes on", file=sys.stderr, flush=True)
         finally:
-            self.lock.release()
             self.published_at = self.clock()
             self.took = self.published_at - started
+
+    def close(self) -> None:
+        """Hand publishing over to the study's other drivers (the end of this driver's search)."""
+        if self.publishing:
+            self.publishing = False
+            self.lock.release()

@@ -189,6 +189,7 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
             print(f"\nstopped: {held} trial(s) still running were closed as FAIL 'interrupted' and enqueued "
                   f"again; run the same command to continue", file=sys.stderr)
         lock.close()
+        progress.publisher.close()
         publish_lock.close()
     return study
 
