@@ -18,7 +18,7 @@ from ulsam_nas.export.source import model_description, readme_text
 from ulsam_nas.models.genome import Genome
 from ulsam_nas.names import shown
 from ulsam_nas.safe_files import LinkRefused, StudyArtifactStore, check_no_links, write_file
-from ulsam_nas.studies import POINTER, read_pointer, write_pointer
+from ulsam_nas.studies import POINTER, StudyLock, read_pointer, write_pointer
 from ulsam_nas.train.supernet import _claim, _save_atomically
 
 from .commands import run_main, run_module
@@ -108,6 +108,18 @@ def test_write_pointer_replaces_no_linked_pointer(tmp_path, victim):
     with pytest.raises(LinkRefused, match="is a symbolic link"):
         write_pointer(folder, f"sqlite:///{folder / 'study.db'}", "s", "mv2")
     assert fingerprint(victim) == before and sorted(os.listdir(folder)) == [POINTER]
+
+
+@pytest.mark.parametrize("purpose", ["plan", "publish"])
+def test_a_study_lock_is_taken_through_no_link(study_dir, victim, purpose):
+    """The lock files a search keeps beside its SQLite study (``study.db.lock``, ``study.db.publish.lock``)."""
+    name = "study.db.lock" if purpose == "plan" else "study.db.publish.lock"
+    (study_dir / name).symlink_to(victim)
+    before = fingerprint(victim)
+    lock = StudyLock(f"sqlite:///{study_dir / 'study.db'}", "mv2-synthetic", purpose)
+    with pytest.raises(LinkRefused, match=f"{name} is a symbolic link"):
+        lock.acquire()
+    assert fingerprint(victim) == before
 
 
 def test_write_pointer_names_its_own_database_relative_to_the_folder(tmp_path):

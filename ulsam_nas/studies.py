@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
-from .safe_files import LinkRefused, StudyArtifactStore, make_folder, write_file
+from .safe_files import LinkRefused, StudyArtifactStore, check_no_links, make_folder, write_file
 
 POINTER = "study.json"
 HEARTBEAT_SECONDS = 10.0  # how often a driver records a heartbeat for the trials it holds
@@ -331,8 +331,11 @@ class StudyLock:
         if self.backend == "sqlite":
             if self._file is None:
                 database = Path(sqlalchemy.engine.make_url(self.url).database).expanduser().resolve()
-                suffix = ".lock" if self.purpose == "plan" else f".{self.purpose}.lock"
-                self._file = open(f"{database}{suffix}", "a")  # noqa: SIM115 - held for the driver's life
+                path = database.with_name(database.name + (".lock" if self.purpose == "plan" else f".{self.purpose}.lock"))
+                # Beside a study that may have been received: a link there is refused, not followed.
+                check_no_links(path.parent, path)
+                descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                self._file = os.fdopen(descriptor, "r+")  # held for the driver's life
             try:
                 fcntl.flock(self._file, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -157,12 +157,10 @@ class DashboardPublisher:
     def publish(self, complete: int) -> None:
         """Publish now, unless another driver of the study is the one publishing."""
         self.complete_when_published, started = complete, self.clock()
-        self.publishing = self.publishing or self.lock.acquire(blocking=False)
-        if not self.publishing:
-            self.published_at = started
-            return
         try:
-            publish_front(self.study, self.storage)
+            self.publishing = self.publishing or self.lock.acquire(blocking=False)
+            if self.publishing:
+                publish_front(self.study, self.storage)
         except Exception as error:  # noqa: BLE001 - the dashboard is a view: it never fails the search
             if not self.warned:
                 self.warned = True
@@ -170,7 +168,7 @@ class DashboardPublisher:
                       f"the search goes on", file=sys.stderr, flush=True)
         finally:
             self.published_at = self.clock()
-            self.took = self.published_at - started
+            self.took = self.published_at - started if self.publishing else 0.0
 
     def close(self) -> None:
         """Hand publishing over to the study's other drivers (the end of this driver's search)."""
