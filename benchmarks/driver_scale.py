@@ -48,16 +48,21 @@ SHORTEST_S, LONGEST_S = 0.5, 2.0
 CHEAPEST_MACS, COSTLIEST_MACS = 150e6, 310e6  # about the span of mv2's genomes at 224 px
 
 
+def sleep_seconds(genome) -> float:
+    """How long ``sleeping_trainer`` trains ``genome``: 0.5 to 2 s, by its MACs."""
+    from ulsam_nas.cost import count_cost
+
+    share = (count_cost(genome, num_classes=10).macs - CHEAPEST_MACS) / (COSTLIEST_MACS - CHEAPEST_MACS)
+    return SHORTEST_S + (LONGEST_S - SHORTEST_S) * min(1.0, max(0.0, share))
+
+
 def sleeping_trainer(genome, data, fidelity, seed=0, report=None, **split):
     """The landscape's trainer, each epoch sleeping its share of 0.5 to 2 s (by the genome's MACs);
     every report also carries the seconds slept and the worker's peak memory."""
     reports: list[tuple[int, dict]] = []
     result = landscape_train(genome, data, fidelity, seed=seed, report=lambda epoch, metrics: reports.append((epoch, metrics)),
                              **{k: v for k, v in split.items() if k in ("evaluate_on", "val_fraction")})
-    from ulsam_nas.cost import count_cost
-
-    share = (count_cost(genome, num_classes=10).macs - CHEAPEST_MACS) / (COSTLIEST_MACS - CHEAPEST_MACS)
-    seconds = SHORTEST_S + (LONGEST_S - SHORTEST_S) * min(1.0, max(0.0, share))
+    seconds = sleep_seconds(genome)
     for epoch, metrics in reports:
         time.sleep(seconds / len(reports))
         report(epoch, {**metrics, "slept_s": seconds * epoch / len(reports),

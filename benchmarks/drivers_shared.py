@@ -1,5 +1,5 @@
 """Several drivers on one PostgreSQL study and one budget, one of them killed with kill -9 and started
-again: what the suite tests at 12 trainings (tests/test_scaling.py), at thousands.
+again: what the suite tests at 8 trainings (tests/test_scaling.py), at thousands.
 
     python benchmarks/drivers_shared.py [--drivers 4] [--concurrency 8] [--budget 2000] [--kill-at 1000]
 
@@ -14,7 +14,8 @@ When the study holds ``--kill-at`` finished trials, the first driver with a trai
 killed with kill -9 and started again with the same arguments. At the end it prints the finished
 trials against the budget, the (genome, seed) pairs trained more than once, the trials closed as
 interrupted and whose driver held them (only the killed one's may be), the re-runs of those, the
-wall time, the trainings per second and how busy the worker slots were.
+wall time, the trainings per second and how busy the worker slots were (the seconds the trainings
+slept over the wall time times the slots).
 """
 
 from __future__ import annotations
@@ -177,13 +178,20 @@ def main() -> int:
     closed_live = [t for t in closed if t.user_attrs.get("driver", "||").split("|")[2] != str(victim_pid)]
     reruns = [t for t in trials if "rerun_of" in t.user_attrs and t.state.is_finished()]
     left_open = sum(t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for t in trials)
-    busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trained) / (slots * wall)
+    sys.path.insert(0, str(BENCHMARKS))
+    from driver_scale import sleep_seconds
+
+    from ulsam_nas.models.genome import Genome
+
+    busy = sum(sleep_seconds(Genome.from_string(t.user_attrs["genome"])) for t in trained) / (slots * wall)
+    closed_by_driver = collections.Counter(t.user_attrs.get("driver", "||").split("|")[2] for t in closed)
     print(f"\n{args.drivers} drivers x {args.concurrency} slots on one PostgreSQL study, budget {args.budget}:")
     print(f"  finished trials counting toward the budget: {counted} (budget {args.budget}); left RUNNING or WAITING: {left_open}")
     print(f"  trainings: {len(trained)}, reused trials: {sum('reused_from' in t.user_attrs for t in trials)}")
     print(f"  (genome, seed) trained more than once: {len(twice)}")
     print(f"  killed: pid {victim_pid} at {killed_at} finished trials; trials closed as interrupted: {len(closed)} "
-          f"(of a live driver: {len(closed_live)}); their re-runs finished: {len(reruns)}")
+          f"(of a live driver: {len(closed_live)}); their re-runs finished: {len(reruns)}; closed per driver pid: "
+          f"{dict(closed_by_driver)}")
     print(f"  wall {wall:.0f} s, {len(trained) / wall:.2f} trainings/s, slots busy {busy:.0%}")
     print(f"  drivers that exited with an error: {len(failed)}")
     whole = counted == args.budget and not twice and not closed_live and not left_open and not failed
