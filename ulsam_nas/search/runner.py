@@ -13,6 +13,7 @@ Ray: the commands import it after
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Callable
@@ -174,15 +175,20 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     publish_lock = StudyLock(config.storage_url, config.study_name, purpose="publish")
     progress = ProgressLine(searcher, config.budget, publish_lock)
     settings = TrialSettings(config.data, config.fidelity, config.val_fraction, selection.trained.metric)
-    tuner = make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources, config.study_name,
-                       config.study_dir, progress, searcher, scheduler, selection.trained.metric, config.concurrency)
+    # Each Tune run of each driver process keeps its experiment state in a folder of its own: a
+    # driver killed while Tune wrote its snapshot leaves it truncated, and a Tune run that shared
+    # the folder (the same command started again) failed reading it back at its end.
+    runs = itertools.count()
+
+    def tuner() -> tune.Tuner:
+        return make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources,
+                          f"{config.study_name}-{os.getpid()}-{next(runs)}", config.study_dir, progress, searcher,
+                          scheduler, selection.trained.metric, config.concurrency)
+
     try:
-        tuner.fit()
+        tuner().fit()
         while searcher.stepped_out and searcher.wait_for_others():
-            tuner = make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources, config.study_name,
-                               config.study_dir, progress, searcher, scheduler, selection.trained.metric,
-                               config.concurrency)
-            tuner.fit()
+            tuner().fit()
     finally:
         held = searcher.close_all(INTERRUPTED)
         if held:
