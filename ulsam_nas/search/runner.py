@@ -30,6 +30,7 @@ from ..analysis.front import COST_TOLERANCE
 from ..analysis.objectives import DEFAULT, Context, Selection
 from ..data import VAL_FRACTION, DataSpec
 from ..models.spaces import SearchSpace
+from ..names import folder_in
 from ..studies import StudyLock, open_storage
 from ..train.fidelity import Fidelity
 from .ledger import INTERRUPTED, close_interrupted, driver_identity, open_study, requeue_stale
@@ -181,9 +182,10 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
     runs = itertools.count()
 
     def tuner() -> tune.Tuner:
-        return make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources,
-                          f"{config.study_name}-{os.getpid()}-{next(runs)}", config.study_dir, progress, searcher,
-                          scheduler, selection.trained.metric, config.concurrency)
+        name = f"{config.study_name}-{os.getpid()}-{next(runs)}"
+        folder_in(config.study_dir, "ray", name)  # not a link out of a received study folder
+        return make_tuner(run_trial, {"settings": settings, "trainer": trainer}, config.resources, name,
+                          config.study_dir, progress, searcher, scheduler, selection.trained.metric, config.concurrency)
 
     try:
         tuner().fit()
