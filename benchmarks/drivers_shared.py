@@ -70,15 +70,23 @@ def postgres() -> tuple[str, list[str] | None]:
     return url, [script, "stop", folder]
 
 
-def study_counts(url: str) -> tuple[int, int]:
-    """(finished, running) trials of the shared study, read with plain SQL (0, 0 before its tables exist)."""
+def connect(url: str):
+    """A plain psycopg connection to the study's database (an Optuna storage opened here would race
+    the drivers to create the schema)."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     parts = make_url(url)
+    return psycopg.connect(host=parts.host, port=parts.port, user=parts.username, password=parts.password,
+                           dbname=parts.database)
+
+
+def study_counts(url: str) -> tuple[int, int]:
+    """(finished, running) trials of the shared study, read with plain SQL (0, 0 before its tables exist)."""
+    import psycopg
+
     try:
-        with psycopg.connect(host=parts.host, port=parts.port, user=parts.username, password=parts.password,
-                             dbname=parts.database) as connection:
+        with connect(url) as connection:
             rows = connection.execute("SELECT t.state, count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
                                       "WHERE s.study_name = %s GROUP BY t.state", (STUDY,)).fetchall()
     except psycopg.errors.UndefinedTable:
@@ -89,12 +97,7 @@ def study_counts(url: str) -> tuple[int, int]:
 
 def running_of(url: str, pid: int) -> int:
     """How many RUNNING trials driver ``pid`` holds."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parts = make_url(url)
-    with psycopg.connect(host=parts.host, port=parts.port, user=parts.username, password=parts.password,
-                         dbname=parts.database) as connection:
+    with connect(url) as connection:
         return connection.execute(
             "SELECT count(*) FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
             "WHERE t.state = 'RUNNING' AND a.key = 'driver' AND a.value_json LIKE %s", (f'%|{pid}|%',)).fetchone()[0]
