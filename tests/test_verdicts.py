@@ -3,6 +3,7 @@ a real one (the 30 mv2 paper configurations on 3 seeds, 126 random genomes, 26 o
 seeds, the rest on 1, their real MACs and params) whose top-1s are drawn from known true means
 with seed noise σ = 5 pp. What the front says must hold when nothing differs."""
 
+import dataclasses
 import math
 import statistics
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from ulsam_nas import count_cost
-from ulsam_nas.analysis.front import Front, GenomeStats, between_genome, seed_noise
+from ulsam_nas.analysis.front import Front, GenomeStats, between_genome, dominates_by_mean, seed_noise
 from ulsam_nas.analysis.objectives import Selection
 from ulsam_nas.models.spaces import load_space, random_genomes
 
@@ -55,6 +56,21 @@ def null_study() -> NullStudy:
 def test_the_simulated_study_has_the_structure_of_a_real_one(null_study):
     assert null_study.paper == 30 and len(null_study.genomes) == 156 == len(set(null_study.genomes))
     assert null_study.seeds.count(3) == 56 and null_study.seeds.count(1) == 100
+
+
+def test_the_fronts_verdicts_are_the_rule_applied_one_pair_at_a_time(null_study):
+    """The front answers a report's verdicts from its dominance matrices (a 5,000-trial study has
+    thousands of genomes); a genome's statistics from elsewhere are compared rival by rival. Both agree."""
+    stats = null_study.draw(np.random.default_rng(3), [TRUE_TOP1 + 2 * (i % 5) for i in range(len(null_study.genomes))])
+    front = Front.of(stats, SELECTION)
+    kinds = set()
+    for j, b in enumerate(stats):
+        assert [bool(front.by_mean[i, j]) for i in range(len(stats))] == [dominates_by_mean(a, b, SELECTION) for a in stats]
+        from_matrices, one_by_one = front.verdict(b), front.verdict(dataclasses.replace(b, trial=-1))
+        assert (from_matrices.kind, from_matrices.other, from_matrices.difference, from_matrices.bound) == \
+            (one_by_one.kind, one_by_one.other, one_by_one.difference, one_by_one.bound)
+        kinds.add(from_matrices.kind)
+    assert kinds == {"front", "within-noise", "dominated"}
 
 
 def test_under_the_null_at_most_five_percent_of_paper_configurations_are_called_dominated(null_study):

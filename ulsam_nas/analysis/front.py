@@ -112,7 +112,7 @@ class SeedNoise:
 
     def quantile(self, level: float) -> float:
         """Student's t quantile at ``level`` with this σ's degrees of freedom (infinite while unmeasured)."""
-        return float(distributions.t.ppf(level, self.df)) if self.measured else math.inf
+        return _t_quantile(level, self.df) if self.measured else math.inf
 
     @property
     def resolution(self) -> float:
@@ -124,6 +124,12 @@ class SeedNoise:
             return "seed noise not measured yet (no genome has two seeds): no genome is called dominated"
         return (f"seed noise σ = {self.sigma:.2f} pp (df {self.df}, {self.genomes} genomes with repeats): "
                 f"single runs closer than {self.resolution:.1f} pp are not told apart")
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(level: float, df: int) -> float:
+    """Cached: a report asks every genome's interval of the same σ, and scipy's ppf costs 0.3 ms a call."""
+    return float(distributions.t.ppf(level, df))
 
 
 def seed_noise(stats: list[GenomeStats]) -> SeedNoise:
@@ -339,8 +345,16 @@ class Front:
         """The genome's mean top-1 shrunk toward the study's (``Signal.shrink``): what a winner is named with."""
         return self.signal.shrink(stats, self.noise)
 
+    @functools.cached_property
+    def _member_genomes(self) -> frozenset[str]:
+        return frozenset(m.genome for m in self.members)
+
+    @functools.cached_property
+    def _member_rows(self) -> np.ndarray:
+        return np.array([self._index[m.genome] for m in self.members], dtype=np.int64)
+
     def contains(self, stats: GenomeStats) -> bool:
-        return any(m.genome == stats.genome for m in self.members)
+        return stats.genome in self._member_genomes
 
     def margin(self, a: GenomeStats, b: GenomeStats) -> tuple[float, float]:
         """(mean top-1 of a minus b, the simultaneous bound that difference must pass for a to clearly dominate b)."""
@@ -348,11 +362,16 @@ class Front:
             return a.mean - b.mean, math.inf
         return a.mean - b.mean, self.critical[b.genome] * self.noise.sigma * math.sqrt(1 / a.n + 1 / b.n)
 
+    def _column(self, stats: GenomeStats) -> int | None:
+        """The index of ``stats`` in this front's matrices; None for a genome of another study's stats."""
+        j = self._index.get(stats.genome)
+        return j if j is not None and self.stats[j] == stats else None
+
     def dominators(self, stats: GenomeStats) -> list[GenomeStats]:
         """The genomes that clearly dominate ``stats``: their mean top-1 above its by more than
         the simultaneous bound (``margin``), at no worse cost."""
-        j = self._index.get(stats.genome)
-        if j is not None and self.stats[j] == stats:
+        j = self._column(stats)
+        if j is not None:
             return [self.stats[i] for i in np.flatnonzero(self.clearly[:, j])]
         clear = []  # a genome of another study's stats: its comparisons one by one
         for rival in self.rivals.get(stats.genome, ()):
@@ -372,7 +391,9 @@ class Front:
         if dominators:
             best = max(dominators, key=lambda a: (self.contains(a), self.margin(a, stats)[0]))
             return Verdict("dominated", best, *self.margin(best, stats), comparisons)
-        beaters = [a for a in self.members if dominates_by_mean(a, stats, self.selection)]
+        j = self._column(stats)
+        beaters = [self.stats[i] for i in self._member_rows[self.by_mean[self._member_rows, j]]] if j is not None \
+            else [a for a in self.members if dominates_by_mean(a, stats, self.selection)]
         if beaters:
             best = max(beaters, key=lambda a: a.mean)
             return Verdict("within-noise", best, *self.margin(best, stats), comparisons)
