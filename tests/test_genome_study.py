@@ -12,7 +12,10 @@ from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
 from ulsam_nas.analysis.front import Front
+from ulsam_nas.models.spaces import load_space
+from ulsam_nas.report.genome_study import genome_trial
 from ulsam_nas.report.publish import publish_front
+from ulsam_nas.simulate.driver import simulate_search
 from ulsam_nas.studies import open_storage
 
 from .commands import in_chromium, needs_chromium, run_main, serving_dashboard
@@ -63,6 +66,27 @@ def test_the_genome_study_holds_one_trial_per_genome_at_its_mean_over_seeds(stud
     # Each study's note says which is which.
     assert "records every training" in get_note(genomes) and "*mv2-synthetic*" in get_note(genomes)
     assert "*mv2-synthetic:genomes*" in get_note(lucky_study)
+
+
+def test_the_genome_trials_read_back_as_optunas_own_add_trials_writes_them(tmp_path):
+    """The rebuild writes the genome trials in one transaction through Optuna's table models (its
+    ``add_trials`` is quadratic in the study); read back, they are what ``add_trials`` stores. On a
+    simulated search's study, whose trials carry the parameters they were sampled with."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = simulate_search(load_space("mv2"), "paper:cub200", 40, sampler="random", concurrency=4, storage=url).study
+    publish_front(study, open_storage(url))
+    front = Front.of_study(study)
+    sampled = {t.number: t for t in study.trials}
+    reference = optuna.create_study(storage=f"sqlite:///{tmp_path / 'reference.db'}", directions=study.directions)
+    reference.add_trials([genome_trial(s, front, sampled.get(s.trial)) for s in sorted(front.stats, key=lambda s: s.trial)])
+
+    def fields(trial: optuna.trial.FrozenTrial) -> tuple:
+        return (trial.number, trial.state, trial.values, trial.params, trial.distributions, trial.user_attrs,
+                trial.system_attrs, trial.datetime_start, trial.datetime_complete)
+
+    genomes = optuna.load_study(study_name=study.study_name + ":genomes", storage=url).trials
+    assert [fields(t) for t in genomes] == [fields(t) for t in reference.trials]
+    assert len(genomes) > 20 and all(t.params for t in genomes) and any(t.user_attrs.get("paper_label") for t in genomes)
 
 
 def test_a_rebuild_keeps_the_id_and_no_reader_sees_it_half_built(study_dir, lucky_study):

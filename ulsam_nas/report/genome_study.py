@@ -20,6 +20,7 @@ that transaction writes Optuna's ``trials.study_id`` column itself.
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import optuna
@@ -77,6 +78,36 @@ def _study_id(storage: optuna.storages.RDBStorage, name: str) -> int | None:
         return None
 
 
+def _write_trials(storage: optuna.storages.RDBStorage, study_id: int, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Write finished trials into a study just created, numbered in order, in one transaction.
+    Optuna's ``add_trials`` is O(trials²) here: it counts the study's earlier trials to number each
+    new one and looks up every parameter's earlier distribution in a query of its own (17 min for
+    4,772 genomes). The rows are built with Optuna's own table models, so they are the rows its
+    installed version writes and reads; the trials are made by ``create_trial``, which validated them."""
+    from optuna.storages._rdb import models
+
+    session = storage.scoped_session()
+    try:
+        for number, trial in enumerate(trials):
+            row = models.TrialModel(study_id=study_id, number=number, state=trial.state,
+                                    datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete)
+            row.values = [models.TrialValueModel(objective=objective, **dict(zip(
+                ("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value))))
+                for objective, value in enumerate(trial.values)]
+            row.params = [models.TrialParamModel(param_name=name, param_value=distribution.to_internal_repr(trial.params[name]),
+                                                 distribution_json=optuna.distributions.distribution_to_json(distribution))
+                          for name, distribution in trial.distributions.items()]
+            row.user_attributes = [models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
+                                   for key, value in trial.user_attrs.items()]
+            session.add(row)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 def rebuild_genome_study(study: optuna.Study, storage: optuna.storages.RDBStorage, front: Front, note: str) -> None:
     """Make ``<study>:genomes`` hold ``front``'s genomes, replacing what it held in one transaction,
     with ``note`` as its note. The caller holds the study's lock: two drivers never rebuild at once."""
@@ -92,8 +123,9 @@ def rebuild_genome_study(study: optuna.Study, storage: optuna.storages.RDBStorag
         live = None
     sampled = {t.number: t for t in study.get_trials(deepcopy=False)}
     spare = optuna.create_study(storage=storage, study_name=spare_name, directions=study.directions)
-    spare.add_trials([genome_trial(s, front, sampled.get(s.trial)) for s in sorted(front.stats, key=lambda s: s.trial)])
     spare_id = storage.get_study_id_from_name(spare_name)
+    _write_trials(storage, spare_id, [genome_trial(s, front, sampled.get(s.trial))
+                                      for s in sorted(front.stats, key=lambda s: s.trial)])
     if live is None:  # the first build: the finished study takes the name
         if study.metric_names:
             with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
