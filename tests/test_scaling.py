@@ -23,6 +23,7 @@ import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas.search.ledger import close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
+from ulsam_nas.search.searchers import OptunaTrialsSearcher
 from ulsam_nas.studies import StudyLock, open_storage
 
 from .commands import ONE_AT_A_TIME, QUICK, child_env, finish, run_module, run_program, wait_until
@@ -161,6 +162,23 @@ def test_a_silent_driver_elsewhere_loses_its_trials_to_the_heartbeat(tmp_path):
     assert trials[beating.number].state == TrialState.RUNNING  # a live driver's trial is left alone
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert [(t.user_attrs["rerun_of"], t.user_attrs["seed"]) for t in queued] == [(silent.number, 3)]
+
+
+def test_a_driver_busy_past_the_grace_period_keeps_its_trials(tmp_path):
+    """A driver's main thread can be busy for minutes (a dashboard publish of a large study): its
+    heartbeat thread keeps its trials alive to the other drivers. Once it stops, they go stale."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", requeue_stale, stale_after=1)
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize", "minimize"])
+    trial = study.ask()
+    trial.set_user_attr("driver", "another-host|boot|4242|77")  # judged by its heartbeat alone
+    trial.set_user_attr("seed", 3)
+    searcher = OptunaTrialsSearcher(study, storage)
+    searcher.live["tune-trial"] = trial
+    with searcher.beating(interval=0.2):
+        time.sleep(2.5)  # the main thread busy, not calling back, past the 1 s grace
+        assert close_interrupted(study, storage) == []
+    time.sleep(2.5)
+    assert close_interrupted(study, storage) == [trial.number]
 
 
 def test_a_trial_its_driver_died_before_claiming_is_closed_and_queued_again(tmp_path):

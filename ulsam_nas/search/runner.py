@@ -188,9 +188,10 @@ def run_search(config: SearchConfig, trainer: Trainer | None = None) -> optuna.S
                           config.study_dir, progress, searcher, scheduler, selection.trained.metric, config.concurrency)
 
     try:
-        tuner().fit()
-        while searcher.stepped_out and searcher.wait_for_others():
+        with searcher.beating():
             tuner().fit()
+            while searcher.stepped_out and searcher.wait_for_others():
+                tuner().fit()
     finally:
         held = searcher.close_all(INTERRUPTED)
         if held:
@@ -215,7 +216,8 @@ def train_plan(study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: 
                        resources, study.study_name, study_dir, PlanProgress(searcher, task), searcher,
                        concurrency=concurrency)
     try:
-        tuner.fit()
+        with searcher.beating():
+            tuner.fit()
     finally:
         held = searcher.close_all()
         if held:

@@ -24,8 +24,10 @@ confirmations).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+import threading
 import time
 import warnings
 
@@ -65,7 +67,13 @@ def trial_outcome(result: dict | None, error: bool, metric: str = "top1") -> tup
 class OptunaTrialsSearcher(Searcher):
     """Ray Tune's Searcher interface over Optuna trials: which Optuna trial each Tune trial
     trains (``live``), each one's last result (Tune may end a trial without a final one), and
-    the heartbeat of the trials this driver holds (``held``), which tells other drivers it lives."""
+    the heartbeat of the trials this driver holds (``held``), which tells other drivers it lives.
+
+    Inside ``beating()`` the heartbeat is recorded by a thread of its own, the way Optuna's
+    ``Study.optimize`` records it: the driver's main thread can be busy for minutes (a dashboard
+    publish of a large study, Tune's own bookkeeping), and other drivers close the trials of a
+    driver whose heartbeat is older than the grace period. The main thread hands the thread the
+    trials it holds each time it calls ``heartbeat``."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
         super().__init__(metric=None, mode=None)
@@ -74,6 +82,9 @@ class OptunaTrialsSearcher(Searcher):
         self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> Optuna trial being trained
         self.last_result: dict[str, dict] = {}
         self.last_heartbeat = 0.0
+        self.held_numbers: tuple[int, ...] = ()  # what the heartbeat thread beats: replaced, never mutated
+        self.beat_lock = threading.Lock()  # one heartbeat write at a time, from either thread
+        self.beating_thread: threading.Thread | None = None
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -90,17 +101,53 @@ class OptunaTrialsSearcher(Searcher):
         return list(self.live.values())
 
     def heartbeat(self) -> None:
-        """Record Optuna's heartbeat for every trial this driver holds (every HEARTBEAT_SECONDS)."""
+        """Keep Optuna's heartbeat for every trial this driver holds: hand them to ``beating``'s
+        thread, or without one record it here (every HEARTBEAT_SECONDS)."""
+        self.held_numbers = tuple(trial.number for trial in self.held())
+        if self.beating_thread is not None:
+            return
         now = time.time()
         if now - self.last_heartbeat < HEARTBEAT_SECONDS:
             return
         self.last_heartbeat = now
-        for trial in self.held():
-            self.beat(trial)
+        for number in self.held_numbers:
+            self.beat_number(number)
 
     def beat(self, trial: optuna.Trial) -> None:
+        self.beat_number(trial.number)
+
+    def beat_number(self, number: int) -> None:
         if self.storage.get_heartbeat_interval() is not None:
-            self.storage.record_heartbeat(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number))
+            with self.beat_lock:
+                self.storage.record_heartbeat(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+
+    @contextlib.contextmanager
+    def beating(self, interval: float = HEARTBEAT_SECONDS):
+        """Record the held trials' heartbeat every ``interval`` seconds from a thread of its own
+        while the block runs. A storage error there is reported once and the thread goes on."""
+        stop = threading.Event()
+
+        def beat_until_stopped() -> None:
+            reported = False
+            while not stop.wait(interval):
+                try:
+                    for number in self.held_numbers:
+                        self.beat_number(number)
+                except Exception as error:  # the storage's, whichever driver raised it: the next beat may pass
+                    if not reported:
+                        print(f"\nheartbeat not recorded ({type(error).__name__}: {error}); retrying every "
+                              f"{interval:.0f} s", file=sys.stderr)
+                        reported = True
+
+        self.heartbeat()
+        self.beating_thread = threading.Thread(target=beat_until_stopped, name="ulsam-nas heartbeat", daemon=True)
+        self.beating_thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            self.beating_thread.join()
+            self.beating_thread = None
 
 
 class StudySearcher(OptunaTrialsSearcher):
