@@ -86,6 +86,13 @@ class OptunaTrialsSearcher(Searcher):
         self.beat_lock = threading.Lock()  # one heartbeat write at a time, from either thread
         self.beating_thread: threading.Thread | None = None
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its searcher with the experiment's state; a lock or a thread does not pickle.
+        return {**self.__dict__, "beat_lock": None, "beating_thread": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, beat_lock=threading.Lock())
+
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
