@@ -19,12 +19,14 @@ from pathlib import Path
 
 import optuna
 import psycopg
+import sqlalchemy
 import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas.search.ledger import close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
 from ulsam_nas.search.searchers import OptunaTrialsSearcher
-from ulsam_nas.studies import StudyLock, open_storage
+from ulsam_nas.models.spaces import load_space
+from ulsam_nas.studies import StudyLock, open_storage, params_in_one_write
 
 from .commands import ONE_AT_A_TIME, QUICK, child_env, finish, run_module, run_program, wait_until
 from .conftest import write_space
@@ -179,6 +181,34 @@ def test_a_driver_busy_past_the_grace_period_keeps_its_trials(tmp_path):
         assert close_interrupted(study, storage) == []
     time.sleep(2.5)
     assert close_interrupted(study, storage) == [trial.number]
+
+
+def test_a_trials_parameters_are_written_in_one_transaction_and_read_back_whole(tmp_path):
+    """Optuna writes each suggested parameter in a transaction of its own (38 per mv2 trial); the
+    driver writes them in one. What another reader gets is the same, and a parameter whose
+    distribution differs from the study's is still refused, before anything is written."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    space = load_space("mv2")
+    first = study.ask()
+    space.suggest(first)  # the study's distributions, checked against the storage one by one
+    commits = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda connection: commits.append(1))
+    trial = study.ask()
+    commits.clear()
+    with params_in_one_write(study):
+        genome = space.suggest(trial)
+        assert commits == []
+    assert len(commits) == 1 and len(trial.params) == 38
+    fresh = optuna.load_study(study_name=STUDY, storage=open_storage(url)).trials[trial.number]
+    assert fresh.params == trial.params and space.suggest(optuna.trial.FixedTrial(fresh.params)) == genome
+    assert fresh.distributions == first.distributions
+    another = study.ask()
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"), params_in_one_write(study):
+        another.suggest_float("L16", 0.0, 1.0)
+    assert optuna.load_study(study_name=STUDY, storage=open_storage(url)).trials[another.number].params == {}
 
 
 def test_a_trial_its_driver_died_before_claiming_is_closed_and_queued_again(tmp_path):

@@ -28,6 +28,7 @@ import sqlalchemy
 from optuna.trial import TrialState, create_trial
 
 from ..analysis.front import Front, GenomeStats
+from ..studies import param_row
 from .escaping import markdown_text
 
 GENOMES_SUFFIX = ":genomes"
@@ -94,8 +95,7 @@ def _write_trials(storage: optuna.storages.RDBStorage, study_id: int, trials: li
             row.values = [models.TrialValueModel(objective=objective, **dict(zip(
                 ("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value))))
                 for objective, value in enumerate(trial.values)]
-            row.params = [models.TrialParamModel(param_name=name, param_value=distribution.to_internal_repr(trial.params[name]),
-                                                 distribution_json=optuna.distributions.distribution_to_json(distribution))
+            row.params = [param_row(name, distribution.to_internal_repr(trial.params[name]), distribution)
                           for name, distribution in trial.distributions.items()]
             row.user_attributes = [models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
                                    for key, value in trial.user_attrs.items()]

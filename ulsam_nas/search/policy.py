@@ -40,6 +40,7 @@ from ..analysis.front import Contenders, Front, GenomeStats
 from ..analysis.objectives import Context, Selection, over_limit
 from ..models.genome import Genome
 from ..models.spaces import SearchSpace
+from ..studies import params_in_one_write
 from .ledger import INTERRUPTED, counts_toward_budget, is_interrupted, rerun_attrs
 
 Key = tuple[str, int]  # (genome, seed)
@@ -434,7 +435,8 @@ class SearchPolicy:
             trial = self.study.ask()
             self.queued = max(0, self.queued - 1)
             self.running_in_study += 1
-            genome = self.space.suggest(trial)
+            with params_in_one_write(self.study):
+                genome = self.space.suggest(trial)
             key = (str(genome), self._seed_of(trial, str(genome)))
             costs = self.costs_of(genome)
             for name, value in {**self.trial_attrs, "genome": key[0], "seed": key[1], **costs,
