@@ -33,6 +33,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent
 REPOSITORY = BENCHMARKS.parent
 STUDY = "shared"
+STORAGE_VARIABLE = "DRIVERS_SHARED_STORAGE"  # the drivers' storage URL
 
 
 def child(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def child(args: argparse.Namespace) -> int:
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     config = SearchConfig(space=load_space("mv2"), data=DataSpec.parse("landscape:null"), num_classes=10,
                           fidelity=get_fidelity("smoke:epochs=1", "mv2"), budget=args.budget,
-                          storage_url=args.storage, study_name=STUDY, study_dir=Path(args.study_dir),
+                          storage_url=os.environ[STORAGE_VARIABLE], study_name=STUDY, study_dir=Path(args.study_dir),
                           concurrency=args.concurrency, paper_seeds=False)
     run_search(config, trainer=driver_scale.sleeping_trainer)
     return 0
@@ -110,7 +111,6 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=2000, help="finished trials of the shared study")
     parser.add_argument("--kill-at", type=int, default=1000, help="finished trials when one driver is killed")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--study-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -130,12 +130,15 @@ def main() -> int:
         folder = Path(scratch)
         url, stop_postgres = postgres()
         context = ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"],
+        # The URL, with the throwaway server's password, goes to the drivers in their environment:
+        # a command line is readable by every user of the machine (ps).
+        env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"], STORAGE_VARIABLE: url,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
+        drivers: dict[int, subprocess.Popen] = {}
         try:
             def start(index: int) -> subprocess.Popen:
                 log = open(folder / f"driver{index}.log", "a")
-                return subprocess.Popen([sys.executable, __file__, "--child", "--storage", url,
+                return subprocess.Popen([sys.executable, __file__, "--child",
                                          "--study-dir", str(folder / f"driver{index}"), "--budget", str(args.budget),
                                          "--concurrency", str(args.concurrency)],
                                         stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -143,7 +146,7 @@ def main() -> int:
             print(f"drivers_shared: {args.drivers} drivers x {args.concurrency} trainings at once, budget {args.budget}, "
                   f"kill -9 at {args.kill_at}", file=sys.stderr, flush=True)
             started = time.time()
-            drivers = {index: start(index) for index in range(args.drivers)}
+            drivers.update({index: start(index) for index in range(args.drivers)})
             victim_pid = killed_at = None
             while any(d.poll() is None for d in drivers.values()):
                 finished, running = study_counts(url)
@@ -168,6 +171,10 @@ def main() -> int:
                 return 1
             trials = optuna.load_study(study_name=STUDY, storage=open_storage(url)).get_trials(deepcopy=False)
         finally:
+            for driver in drivers.values():  # an interrupted run leaves no driver behind
+                if driver.poll() is None:
+                    driver.kill()
+                    driver.wait()
             ray.shutdown()
             if stop_postgres:
                 subprocess.run(stop_postgres, check=False, capture_output=True)
