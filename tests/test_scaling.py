@@ -24,7 +24,9 @@ import pytest
 from optuna.trial import TrialState
 
 from ulsam_nas.search.ledger import close_interrupted, counts_toward_budget, is_interrupted, requeue_stale
-from ulsam_nas.search.searchers import OptunaTrialsSearcher
+from ulsam_nas.analysis.objectives import Context, Selection
+from ulsam_nas.search.policy import SearchPolicy
+from ulsam_nas.search.searchers import OptunaTrialsSearcher, StudySearcher
 from ulsam_nas.models.spaces import load_space
 from ulsam_nas.studies import StudyLock, open_storage, params_in_one_write
 
@@ -181,6 +183,27 @@ def test_a_driver_busy_past_the_grace_period_keeps_its_trials(tmp_path):
         assert close_interrupted(study, storage) == []
     time.sleep(2.5)
     assert close_interrupted(study, storage) == [trial.number]
+
+
+def test_a_training_whose_trial_another_driver_closed_is_let_go(tmp_path, capsys):
+    """Another driver took this one for dead and closed its trial while it trained (Optuna's
+    heartbeat): the late result is dropped, and the training is let go. Before, setting its
+    attributes raised, the training stayed held, and after the budget its driver waited in Tune
+    for a trial that never came (the four-driver benchmark at 2,000)."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url, requeue_stale)
+    selection, space = Selection.parse("top1,macs,params"), load_space("mv2")
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=selection.directions)
+    policy = SearchPolicy(study, space, selection, Context(space, 10), 4, sampler="random", paper_seeds=False)
+    searcher = StudySearcher(study, storage, StudyLock(url, STUDY), policy)
+    config = searcher.suggest("tune-trial")
+    other_driver = optuna.load_study(study_name=STUDY, storage=open_storage(url))
+    other_driver.tell(config["optuna_trial"], state=TrialState.FAIL)
+    searcher.on_trial_complete("tune-trial", {"top1": 40.0, "complete": True, "seconds": 1.5, "epoch": 1})
+    assert policy.in_flight_here == 0 and searcher.running == 0
+    assert "was closed by another driver meanwhile; its result is dropped" in capsys.readouterr().err
+    closed = other_driver.trials[config["optuna_trial"]]
+    assert closed.state == TrialState.FAIL and "seconds" not in closed.user_attrs
 
 
 def test_a_trials_parameters_are_written_in_one_transaction_and_read_back_whole(tmp_path):

@@ -64,6 +64,18 @@ def trial_outcome(result: dict | None, error: bool, metric: str = "top1") -> tup
     return TrialState.PRUNED, None
 
 
+def set_attrs_unless_closed(trial: optuna.Trial, attrs: dict) -> None:
+    """Set a finished training's user attributes, unless another driver has closed its trial
+    meanwhile (it took this driver for dead): then the policy's ``finish``, which must still run
+    to let the training go, says so and drops the result. Raising here left the training held
+    for ever, and its driver waiting in Tune for a trial that never came."""
+    try:
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        pass
+
+
 class OptunaTrialsSearcher(Searcher):
     """Ray Tune's Searcher interface over Optuna trials: which Optuna trial each Tune trial
     trains (``live``), each one's last result (Tune may end a trial without a final one), and
@@ -258,14 +270,14 @@ class StudySearcher(OptunaTrialsSearcher):
             return
         self.quiet_until = 0.0
         state, failure = trial_outcome(result, error, self.trained_metric)
+        attrs = {}
         if result is not None:
-            for name in ("seconds", "images_per_second", "epoch"):
-                if name in result:
-                    trial.set_user_attr("epochs" if name == "epoch" else name, result[name])
+            attrs = {"epochs" if name == "epoch" else name: result[name]
+                     for name in ("seconds", "images_per_second", "epoch") if name in result}
             if state == TrialState.PRUNED:
-                trial.set_user_attr(f"{self.trained_metric}_when_stopped", result.get(self.trained_metric))
-                for name, value in (self.scheduler.stopped.get(trial_id, {}) if self.scheduler else {}).items():
-                    trial.set_user_attr(name, value)
+                attrs[f"{self.trained_metric}_when_stopped"] = result.get(self.trained_metric)
+                attrs.update(self.scheduler.stopped.get(trial_id, {}) if self.scheduler else {})
+        set_attrs_unless_closed(trial, attrs)
         self.policy.finish(trial, state, float(result[self.trained_metric]) if state == TrialState.COMPLETE else None, failure)
 
     def poll_awaited(self) -> None:
@@ -335,8 +347,7 @@ class PlanSearcher(OptunaTrialsSearcher):
         if trial is None:
             return
         state, failure = trial_outcome(result, error)
-        if result is not None and "seconds" in result:
-            trial.set_user_attr("seconds", result["seconds"])
+        set_attrs_unless_closed(trial, {"seconds": result["seconds"]} if result is not None and "seconds" in result else {})
         self.policy.finish(trial, state, float(result["top1"]) if state == TrialState.COMPLETE else None, failure)
 
     def close_all(self) -> int:
