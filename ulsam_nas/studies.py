@@ -235,6 +235,21 @@ def param_row(name: str, internal_value: float, distribution: optuna.distributio
                                   distribution_json=optuna.distributions.distribution_to_json(distribution))
 
 
+def write_rows(storage: optuna.storages.RDBStorage, rows: list) -> None:
+    """Add Optuna table rows (``param_row``, its models) to ``storage`` in one transaction."""
+    if not rows:
+        return
+    session = storage.scoped_session()
+    try:
+        session.add_all(rows)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 class StudyStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage, pickled without the password of its URL: Ray Tune pickles the
     searcher, and the storage with it, into the experiment's ``tuner.pkl``. Unpickled in this
@@ -267,16 +282,7 @@ class StudyStorage(optuna.storages.RDBStorage):
             yield
         finally:
             pending, self._pending_params = self._pending_params, None
-            if pending:
-                session = self.scoped_session()
-                try:
-                    session.add_all(pending)
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
-                finally:
-                    session.close()
+            write_rows(self, pending)
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "url": without_password(self.url)}

@@ -28,7 +28,7 @@ import sqlalchemy
 from optuna.trial import TrialState, create_trial
 
 from ..analysis.front import Front, GenomeStats
-from ..studies import param_row
+from ..studies import param_row, write_rows
 from .escaping import markdown_text
 
 GENOMES_SUFFIX = ":genomes"
@@ -87,25 +87,19 @@ def _write_trials(storage: optuna.storages.RDBStorage, study_id: int, trials: li
     installed version writes and reads; the trials are made by ``create_trial``, which validated them."""
     from optuna.storages._rdb import models
 
-    session = storage.scoped_session()
-    try:
-        for number, trial in enumerate(trials):
-            row = models.TrialModel(study_id=study_id, number=number, state=trial.state,
-                                    datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete)
-            row.values = [models.TrialValueModel(objective=objective, **dict(zip(
-                ("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value))))
-                for objective, value in enumerate(trial.values)]
-            row.params = [param_row(name, distribution.to_internal_repr(trial.params[name]), distribution)
-                          for name, distribution in trial.distributions.items()]
-            row.user_attributes = [models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
-                                   for key, value in trial.user_attrs.items()]
-            session.add(row)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    rows = []
+    for number, trial in enumerate(trials):
+        row = models.TrialModel(study_id=study_id, number=number, state=trial.state,
+                                datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete)
+        row.values = [models.TrialValueModel(objective=objective, **dict(zip(
+            ("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value))))
+            for objective, value in enumerate(trial.values)]
+        row.params = [param_row(name, distribution.to_internal_repr(trial.params[name]), distribution)
+                      for name, distribution in trial.distributions.items()]
+        row.user_attributes = [models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
+                               for key, value in trial.user_attrs.items()]
+        rows.append(row)
+    write_rows(storage, rows)
 
 
 def rebuild_genome_study(study: optuna.Study, storage: optuna.storages.RDBStorage, front: Front, note: str) -> None:
