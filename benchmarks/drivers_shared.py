@@ -121,6 +121,12 @@ def main() -> int:
     import optuna
     import ray
 
+    # Everything this process imports, imported before the drivers run: a module edited meanwhile
+    # would otherwise be imported beside the old versions of the modules it needs.
+    sys.path.insert(0, str(BENCHMARKS))
+    from driver_scale import sleep_seconds
+
+    from ulsam_nas.models.genome import Genome
     from ulsam_nas.search.ledger import counts_toward_budget, is_interrupted
     from ulsam_nas.studies import open_storage
 
@@ -188,11 +194,6 @@ def main() -> int:
     closed_live = [t for t in closed if t.user_attrs.get("driver", "||").split("|")[2] != str(victim_pid)]
     reruns = [t for t in trials if "rerun_of" in t.user_attrs and t.state.is_finished()]
     left_open = sum(t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for t in trials)
-    sys.path.insert(0, str(BENCHMARKS))
-    from driver_scale import sleep_seconds
-
-    from ulsam_nas.models.genome import Genome
-
     busy = sum(sleep_seconds(Genome.from_string(t.user_attrs["genome"])) for t in trained) / (slots * wall)
     closed_by_driver = collections.Counter(t.user_attrs.get("driver", "||").split("|")[2] for t in closed)
     print(f"\n{args.drivers} drivers x {args.concurrency} slots on one PostgreSQL study, budget {args.budget}:")
