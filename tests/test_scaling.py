@@ -234,6 +234,20 @@ def test_a_trials_parameters_are_written_in_one_transaction_and_read_back_whole(
     assert optuna.load_study(study_name=STUDY, storage=open_storage(url)).trials[another.number].params == {}
 
 
+def test_a_plans_job_its_killed_driver_enqueued_is_closed_not_trained_twice(tmp_path):
+    """A calibration killed between enqueueing its next job and asking for it leaves a WAITING
+    trial; the rerun plans every job it lacks, that one included, so the leftover is closed (a
+    fresh-clone run trained one job twice). A search's WAITING trials are re-runs: they stay."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize"])
+    study.enqueue_trial({"L16": "substitute", "g16": 4}, user_attrs={"seed": 0, "fidelity": "smoke"})
+    assert close_interrupted(study, storage) == [] and study.trials[0].state == TrialState.WAITING
+    assert close_interrupted(study, storage, requeue=False) == [0]
+    closed = study.get_trials(deepcopy=False)[0]
+    assert closed.state == TrialState.FAIL and is_interrupted(closed) and not counts_toward_budget(closed)
+    assert study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) == []
+
+
 def test_a_trial_its_driver_died_before_claiming_is_closed_and_queued_again(tmp_path):
     """A kill -9 between asking for an enqueued repeat and claiming it leaves a RUNNING trial with
     no driver and no genome: it would hold a place of the budget for ever. Drivers claim trials

@@ -125,10 +125,18 @@ def close_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage,
     their (genome, seed) again; ``storage`` is the study's. Drivers on this host are checked by
     process, others by Optuna's heartbeat (when the storage has it on, ``requeue_stale``
     re-enqueues). The caller holds the study lock (``studies.StudyLock``), or is its only
-    driver. Returns the closed trial numbers."""
+    driver. Without ``requeue`` (a fixed plan, run by its only driver, which trains what it lacks
+    when run again) a WAITING trial is a job its killed driver enqueued and never asked for: it is
+    closed too, or the rerun would train it and the same job from its plan. Returns the closed
+    trial numbers."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     closed = []
     study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in [] if requeue else study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, "failure", INTERRUPTED)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        closed.append(trial.number)
     for trial in running:
         # A trial without a driver was asked for by one that died before claiming it: drivers
         # claim their trials under the study lock, which the callers of this function hold.
