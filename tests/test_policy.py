@@ -5,7 +5,10 @@ budget is counted are the policy's alone (``search/policy.py``); the Ray searche
 exploration and the simulator only drive it, so these rules are tested here once, quickly.
 """
 
+import warnings
 import zlib
+
+import numpy as np
 
 import optuna
 import pytest
@@ -152,6 +155,30 @@ def test_a_repeat_share_caps_the_trainings_spent_on_repeats():
     assert policy.tally.repeats == sum(t.seed != 2 for t in trained) == 4  # 10% of 40, not one more
     assert policy.front.noise.measured  # the few repeats still measure σ
     assert len({(t.genome, t.seed) for t in trained}) == len(trained)
+
+
+def test_the_default_tpe_models_the_last_history_trials_as_optunas_tpe_models_a_study_of_them():
+    """Past ``history`` finished trials the default TPE models the most recent ones only, so that
+    its cost per suggestion stops growing with the study: its suggestion on a study of 60 trials
+    with a history of 20 is Optuna's TPE's on a study holding those 20 trials alone."""
+    space = load_space("mv2")
+    directions = ["maximize", "minimize", "minimize"]
+    whole = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=1))
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        trial = whole.ask()
+        space.suggest(trial)
+        whole.tell(trial, [rng.normal(70, 3), rng.uniform(150, 310), rng.uniform(2, 3.5)])
+    recent = optuna.create_study(directions=directions)
+    recent.add_trials(whole.trials[-20:])
+    whole.sampler = RememberingTPESampler(seed=3, multivariate=True, history=20)
+    recent.sampler = optuna.samplers.TPESampler(seed=3, multivariate=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        suggested = [space.suggest(study.ask()) for study in (whole, recent)]
+    assert suggested[0] == suggested[1]
+    whole.sampler = RememberingTPESampler(seed=3, multivariate=True, history=60)  # the whole study: another model
+    assert space.suggest(whole.ask()) != suggested[0]
 
 
 def test_the_default_tpe_suggests_what_optunas_tpe_does_number_for_number(monkeypatch):

@@ -28,7 +28,7 @@ from ulsam_nas.analysis.objectives import Context, Selection
 from ulsam_nas.search.policy import SearchPolicy
 from ulsam_nas.search.searchers import OptunaTrialsSearcher, StudySearcher
 from ulsam_nas.models.spaces import load_space
-from ulsam_nas.studies import StudyLock, open_storage, params_in_one_write
+from ulsam_nas.studies import StudyLock, open_storage, one_write
 
 from .commands import ONE_AT_A_TIME, QUICK, child_env, finish, run_module, run_program, wait_until
 from .conftest import write_space
@@ -206,10 +206,11 @@ def test_a_training_whose_trial_another_driver_closed_is_let_go(tmp_path, capsys
     assert closed.state == TrialState.FAIL and "seconds" not in closed.user_attrs
 
 
-def test_a_trials_parameters_are_written_in_one_transaction_and_read_back_whole(tmp_path):
-    """Optuna writes each suggested parameter in a transaction of its own (38 per mv2 trial); the
-    driver writes them in one. What another reader gets is the same, and a parameter whose
-    distribution differs from the study's is still refused, before anything is written."""
+def test_a_trials_parameters_and_attributes_are_written_in_one_transaction_and_read_back_whole(tmp_path):
+    """Optuna writes each suggested parameter and each user attribute in a transaction of its own
+    (38 parameters per mv2 trial); the driver writes them in one. What another reader gets is the
+    same (an attribute the trial was enqueued with is replaced), and a parameter whose distribution
+    differs from the study's, or an attribute that is not JSON, is still refused."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize", "minimize"],
@@ -219,19 +220,79 @@ def test_a_trials_parameters_are_written_in_one_transaction_and_read_back_whole(
     space.suggest(first)  # the study's distributions, checked against the storage one by one
     commits = []
     sqlalchemy.event.listen(storage.engine, "commit", lambda connection: commits.append(1))
+    study.enqueue_trial({}, user_attrs={"seed": 4, "repeat_of": 0})
     trial = study.ask()
     commits.clear()
-    with params_in_one_write(study):
+    with one_write(study):
         genome = space.suggest(trial)
+        for name, value in {"genome": str(genome), "seed": 5, "costs": {"macs": 1.5e8}}.items():
+            trial.set_user_attr(name, value)
+        with pytest.raises(TypeError):
+            trial.set_user_attr("unwritable", object())
         assert commits == []
     assert len(commits) == 1 and len(trial.params) == 38
     fresh = optuna.load_study(study_name=STUDY, storage=open_storage(url)).trials[trial.number]
     assert fresh.params == trial.params and space.suggest(optuna.trial.FixedTrial(fresh.params)) == genome
     assert fresh.distributions == first.distributions
+    assert fresh.user_attrs == {"seed": 5, "repeat_of": 0, "genome": str(genome), "costs": {"macs": 1.5e8}}
     another = study.ask()
-    with pytest.raises(ValueError, match="Cannot set different distribution kind"), params_in_one_write(study):
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"), one_write(study):
         another.suggest_float("L16", 0.0, 1.0)
     assert optuna.load_study(study_name=STUDY, storage=open_storage(url)).trials[another.number].params == {}
+
+
+def trials_of_every_kind(study: optuna.Study) -> None:
+    """Trials in every state Optuna stores, with every kind of field it reads back: the three
+    distributions, an infinite value, intermediate values (one NaN), user and system attributes."""
+    def suggested(trial):
+        trial.suggest_categorical("L16", ["keep", "insert", "substitute"])
+        trial.suggest_int("g16", 1, 8, log=True)
+        trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        trial.set_user_attr("genome", f"g{trial.number}")
+        trial.set_user_attr("costs", {"macs": 1.5e8, "list": [1, None]})
+        return trial
+
+    study.tell(suggested(study.ask()), [71.5, 150.0, float("inf")])
+    study.tell(suggested(study.ask()), state=TrialState.FAIL)
+    pruned = suggested(study.ask())
+    for step, value in ((1, 12.5), (2, float("nan"))):  # Trial.report is single-objective only
+        study._storage.set_trial_intermediate_value(pruned._trial_id, step, value)
+    study.tell(pruned, state=TrialState.PRUNED)
+    suggested(study.ask())  # left RUNNING
+    study.tell(suggested(study.ask()), [70.0, 151.0, 2.5])
+    study.enqueue_trial({"L16": "substitute", "g16": 4}, user_attrs={"seed": 4})  # WAITING
+
+
+def comparable(trial: optuna.trial.FrozenTrial) -> dict:
+    """A trial's fields, NaN written as text (NaN equals nothing, itself included)."""
+    fields = dict(vars(trial))
+    fields["intermediate_values"] = {step: "nan" if value != value else value
+                                      for step, value in trial.intermediate_values.items()}
+    return fields
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_driver_reads_trials_field_for_field_as_optuna_does(backend, tmp_path, request):
+    """The driver's storage reads trials with SQLAlchemy Core rows instead of Optuna's ORM
+    objects (six times faster on 32 running mv2 trials): the trials it reads are Optuna's own,
+    whichever trials a read asks for, on SQLite and on PostgreSQL."""
+    url = f"sqlite:///{tmp_path / 'study.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=STUDY, directions=["maximize", "minimize", "minimize"])
+    trials_of_every_kind(study)
+    study_id = storage.get_study_id_from_name(STUDY)
+    ids = [t._trial_id for t in optuna.storages.RDBStorage.get_all_trials(storage, study_id)]
+    assert len(ids) == 6
+    for states in (None, (TrialState.RUNNING, TrialState.WAITING), (TrialState.COMPLETE,)):
+        for included, greater_than in ((set(), -1), ({ids[1], ids[3]}, ids[2]), (set(), ids[3]), ({ids[5]}, ids[0])):
+            ours = storage._get_trials(study_id, states, included, greater_than)
+            optunas = optuna.storages.RDBStorage._get_trials(storage, study_id, states, included, greater_than)
+            assert list(map(comparable, ours)) == list(map(comparable, optunas))
+            assert [t._trial_id for t in ours] == sorted(t._trial_id for t in ours)
+    assert list(map(comparable, optuna.load_study(study_name=STUDY, storage=url).trials)) == \
+        list(map(comparable, study.trials))  # Optuna's own storage
+    with pytest.raises(KeyError):
+        storage._get_trials(study_id + 1, None, set(), -1)
 
 
 def test_a_plans_job_its_killed_driver_enqueued_is_closed_not_trained_twice(tmp_path):

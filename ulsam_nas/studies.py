@@ -11,6 +11,7 @@ in the database it names, and it cannot lower the authentication a connection re
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import json
@@ -20,6 +21,7 @@ import reprlib
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import optuna
@@ -31,6 +33,7 @@ POINTER = "study.json"
 HEARTBEAT_SECONDS = 10.0  # how often a driver records a heartbeat for the trials it holds
 STALE_AFTER = 120.0  # a trial whose driver has not beaten for this long is closed as interrupted
 SCHEMA_ATTEMPTS = 4
+MAX_IDS_IN_QUERY = 500  # open trials one read names in its query; more are read by Optuna's own code
 BACKENDS = ("sqlite", "postgresql")  # what a study may live in: what StudyLock can lock
 ARTIFACTS = "artifacts"
 MAX_POINTER_BYTES = 65_536  # study.json: a storage URL, a study name and a space
@@ -255,34 +258,146 @@ class StudyStorage(optuna.storages.RDBStorage):
     searcher, and the storage with it, into the experiment's ``tuner.pkl``. Unpickled in this
     process, it connects with the password again.
 
-    Inside ``params_in_one_write`` a trial's parameters are written in one transaction when the
-    block ends, not one transaction each (Optuna's ``Trial.suggest_*`` writes each at once, with a
-    read of the trial's row before it): 38 of them per mv2 trial were a third of a driver's CPU,
-    and on a shared PostgreSQL study 76 round trips under the planning lock. A parameter whose
-    distribution this process has not seen yet in the study goes through Optuna's own write,
-    which checks it against the other drivers' (``_CachedStorage`` passes it None)."""
+    Inside ``one_write`` a trial's parameters and user attributes are written in one transaction
+    when the block ends, not one transaction each (Optuna's ``Trial.suggest_*`` and
+    ``set_user_attr`` write each at once, with a read of the trial's row before it): 38 parameters
+    per mv2 trial were a third of a driver's CPU, and on a shared PostgreSQL study 76 round trips
+    under the planning lock. A parameter whose distribution this process has not seen yet in the
+    study goes through Optuna's own write, which checks it against the other drivers'
+    (``_CachedStorage`` passes it None); user attributes go through Optuna's own upsert, in the
+    block's transaction. What the block set is not read back before it ends."""
 
-    _pending_params: list | None = None
+    _pending: list | None = None
+    _distributions: dict[str, optuna.distributions.BaseDistribution] | None = None
 
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: optuna.distributions.BaseDistribution,
                          previous_distribution: optuna.distributions.BaseDistribution | None) -> None:
-        if self._pending_params is None or previous_distribution is None:
+        if self._pending is None or previous_distribution is None:
             super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
             return
         optuna.distributions.check_distribution_compatibility(previous_distribution, distribution)
-        self._pending_params.append(param_row(param_name, param_value_internal, distribution, trial_id))
+        self._pending.append(param_row(param_name, param_value_internal, distribution, trial_id))
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        if self._pending is None:
+            super().set_trial_user_attr(trial_id, key, value)
+        else:
+            json.dumps(value)  # refused at once, as Optuna refuses it, if it is not JSON
+            self._pending.append((trial_id, key, value))
 
     @contextlib.contextmanager
-    def params_in_one_write(self):
-        """Hold the parameters set in this block, and write them in one transaction at its end
-        (before a study lock around it is released, so other drivers read them whole)."""
-        self._pending_params = []
+    def one_write(self):
+        """Hold the parameters and user attributes set in this block, and write them in one
+        transaction at its end (before a study lock around it is released, so other drivers read
+        them whole)."""
+        from optuna.storages._rdb import models
+
+        self._pending = []
         try:
             yield
         finally:
-            pending, self._pending_params = self._pending_params, None
-            write_rows(self, pending)
+            pending, self._pending = self._pending, None
+            if pending:
+                session = self.scoped_session()
+                try:
+                    for item in pending:
+                        if isinstance(item, tuple):
+                            self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, *item)
+                        else:
+                            session.add(item)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                finally:
+                    session.close()
+
+    def _get_trials(self, study_id: int, states, included_trial_ids: set[int],
+                    trial_id_greater_than: int) -> list[optuna.trial.FrozenTrial]:
+        """Optuna's read of a study's trials, from SQLAlchemy Core rows instead of its ORM objects.
+        Optuna's cache calls it at every ``get_all_trials`` for the trials still open (a driver's
+        running ones, 38 parameters each in mv2) and any new ones: four times per training planned,
+        the ORM objects and distribution parsing of those reads were three quarters of a driver's
+        CPU with 32 trainings at once (py-spy). The trials are Optuna's, field for field
+        (tests/test_scaling.py); a list of open trials too long for one query is Optuna's to read."""
+        from optuna.storages._rdb import models
+
+        included = {trial_id for trial_id in included_trial_ids if trial_id <= trial_id_greater_than}
+        if len(included) > MAX_IDS_IN_QUERY:
+            return super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        trial = models.TrialModel
+        chosen = trial.study_id == study_id
+        if states is not None:
+            chosen = sqlalchemy.and_(chosen, trial.state.in_(list(states)))
+        if included and trial_id_greater_than > -1:
+            chosen = sqlalchemy.and_(chosen, sqlalchemy.or_(trial.trial_id.in_(included),
+                                                            trial.trial_id > trial_id_greater_than))
+        elif trial_id_greater_than > -1:
+            chosen = sqlalchemy.and_(chosen, trial.trial_id > trial_id_greater_than)
+        ids = sqlalchemy.select(trial.trial_id).where(chosen)
+
+        def children(model, *columns):
+            rows: dict[int, list] = {}
+            query = sqlalchemy.select(model.trial_id, *columns).where(model.trial_id.in_(ids))
+            for row in session.execute(query.order_by(list(model.__table__.primary_key)[0])):
+                rows.setdefault(row[0], []).append(row[1:])
+            return rows
+
+        session = self.scoped_session()
+        try:
+            models.StudyModel.find_or_raise_by_id(study_id, session)
+            rows = session.execute(sqlalchemy.select(
+                trial.trial_id, trial.number, trial.state, trial._datetime_start_utc, trial._datetime_complete_utc,
+            ).where(chosen).order_by(trial.trial_id)).all()
+            params = children(models.TrialParamModel, models.TrialParamModel.param_name,
+                              models.TrialParamModel.param_value, models.TrialParamModel.distribution_json)
+            values = children(models.TrialValueModel, models.TrialValueModel.objective, models.TrialValueModel.value,
+                              models.TrialValueModel.value_type)
+            user_attrs = children(models.TrialUserAttributeModel, models.TrialUserAttributeModel.key,
+                                  models.TrialUserAttributeModel.value_json)
+            system_attrs = children(models.TrialSystemAttributeModel, models.TrialSystemAttributeModel.key,
+                                    models.TrialSystemAttributeModel.value_json)
+            intermediate = children(models.TrialIntermediateValueModel, models.TrialIntermediateValueModel.step,
+                                    models.TrialIntermediateValueModel.intermediate_value,
+                                    models.TrialIntermediateValueModel.intermediate_value_type)
+            session.commit()
+        finally:
+            session.close()
+        return [self._frozen_trial(models, row, params.get(row[0], ()), values.get(row[0]), user_attrs.get(row[0], ()),
+                                   system_attrs.get(row[0], ()), intermediate.get(row[0], ()))
+                for row in rows]
+
+    def _frozen_trial(self, models, row, params, values, user_attrs, system_attrs,
+                      intermediate) -> optuna.trial.FrozenTrial:
+        """One FrozenTrial as Optuna's ``_build_frozen_trial_from_trial_model`` builds it."""
+        trial_id, number, state, started, completed = row
+        objective_values = None
+        if values:
+            objective_values = [0.0] * len(values)
+            for objective, value, value_type in values:
+                objective_values[objective] = models.TrialValueModel.stored_repr_to_value(value, value_type)
+        parsed = [(name, value, self._distribution(text)) for name, value, text in params]
+        return optuna.trial.FrozenTrial(
+            number=number, state=state, value=None, values=objective_values,
+            datetime_start=local_time(started), datetime_complete=local_time(completed),
+            params={name: distribution.to_external_repr(value) for name, value, distribution in parsed},
+            distributions={name: distribution for name, _, distribution in parsed},
+            user_attrs={key: json.loads(text) for key, text in user_attrs},
+            system_attrs={key: json.loads(text) for key, text in system_attrs},
+            intermediate_values={step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(value, kind)
+                                 for step, value, kind in intermediate},
+            trial_id=trial_id)
+
+    def _distribution(self, text: str) -> optuna.distributions.BaseDistribution:
+        """A parameter's distribution from its JSON, parsed once per distinct text: a study's
+        trials share a few dozen. The object is shared between trials; nothing in Optuna changes
+        a distribution in place."""
+        if self._distributions is None:
+            self._distributions = {}
+        if text not in self._distributions:
+            self._distributions[text] = optuna.distributions.json_to_distribution(text)
+        return self._distributions[text]
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "url": without_password(self.url)}
@@ -291,12 +406,17 @@ class StudyStorage(optuna.storages.RDBStorage):
         super().__setstate__({**state, "url": with_password(state["url"])})
 
 
-def params_in_one_write(study: optuna.Study) -> contextlib.AbstractContextManager:
-    """``StudyStorage.params_in_one_write`` for the study's storage, or nothing to do for another
+def local_time(utc: datetime.datetime | None) -> datetime.datetime | None:
+    """A stored naive UTC datetime as Optuna gives it: naive local time (``TrialModel.datetime_start``)."""
+    return None if utc is None else utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
+
+
+def one_write(study: optuna.Study) -> contextlib.AbstractContextManager:
+    """``StudyStorage.one_write`` for the study's storage, or nothing to do for another
     storage (a simulation's in memory). Optuna's Study keeps its storage in ``_storage``, wrapped
     in its cache (``_backend``): no public attribute names it."""
     storage = getattr(study._storage, "_backend", study._storage)
-    return storage.params_in_one_write() if isinstance(storage, StudyStorage) else contextlib.nullcontext()
+    return storage.one_write() if isinstance(storage, StudyStorage) else contextlib.nullcontext()
 
 
 def open_storage(url: str, stale_trial_callback: Callable | None = None,
