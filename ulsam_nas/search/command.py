@@ -25,7 +25,7 @@ from ..names import STUDIES, folder_in, name_flag
 from ..studies import check_folder, without_password
 from ..study_schema import AttributeRefused
 from .ledger import StudyMismatch, finished_count
-from .policy import DEFAULT_SAMPLER, GP_LIMIT, GP_MAX_BUDGET, SAMPLERS
+from .policy import DEFAULT_SAMPLER, GP_LIMIT, GP_MAX_BUDGET, SAMPLERS, TPE_HISTORY
 
 
 def _parser() -> ArgumentParser:
@@ -38,8 +38,10 @@ def _parser() -> ArgumentParser:
                    help="training per trial: smoke, proxy or full, optionally with overrides, e.g. smoke:epochs=8 "
                         "(keys in ulsam_nas.train.fidelity; default: proxy with a GPU, smoke without)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER,
-                   help=f"Optuna sampler (default {DEFAULT_SAMPLER}, chosen by benchmarks/search_quality.py); gp only up "
-                        f"to --budget {GP_MAX_BUDGET}: {GP_LIMIT}")
+                   help=f"Optuna sampler (default {DEFAULT_SAMPLER}, chosen by benchmarks/search_quality.py); tpe models "
+                        f"the study's last {TPE_HISTORY:,} finished trials, so that its cost per suggestion stops "
+                        f"growing there (its search quality past that is not measured); gp only up to --budget "
+                        f"{GP_MAX_BUDGET}: {GP_LIMIT}")
     p.add_argument("--seed", type=int, default=0,
                    help="the sampler's seed; a genome's k-th training uses seed + k (default 0)")
     p.add_argument("--repeats", type=int, default=3,
