@@ -20,7 +20,7 @@ import re
 import reprlib
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from pathlib import Path
 
@@ -238,19 +238,25 @@ def param_row(name: str, internal_value: float, distribution: optuna.distributio
                                   distribution_json=optuna.distributions.distribution_to_json(distribution))
 
 
-def write_rows(storage: optuna.storages.RDBStorage, rows: list) -> None:
-    """Add Optuna table rows (``param_row``, its models) to ``storage`` in one transaction."""
-    if not rows:
-        return
+@contextlib.contextmanager
+def transaction(storage: optuna.storages.RDBStorage) -> Iterator[sqlalchemy.orm.Session]:
+    """A session of ``storage`` whose work is committed when the block ends, rolled back if it raises."""
     session = storage.scoped_session()
     try:
-        session.add_all(rows)
+        yield session
         session.commit()
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def write_rows(storage: optuna.storages.RDBStorage, rows: list) -> None:
+    """Add Optuna table rows (``param_row``, its models) to ``storage`` in one transaction."""
+    if rows:
+        with transaction(storage) as session:
+            session.add_all(rows)
 
 
 class StudyStorage(optuna.storages.RDBStorage):
@@ -299,19 +305,12 @@ class StudyStorage(optuna.storages.RDBStorage):
         finally:
             pending, self._pending = self._pending, None
             if pending:
-                session = self.scoped_session()
-                try:
+                with transaction(self) as session:
                     for item in pending:
                         if isinstance(item, tuple):
                             self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, *item)
                         else:
                             session.add(item)
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
-                finally:
-                    session.close()
 
     def _get_trials(self, study_id: int, states, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[optuna.trial.FrozenTrial]:
@@ -344,8 +343,7 @@ class StudyStorage(optuna.storages.RDBStorage):
                 rows.setdefault(row[0], []).append(row[1:])
             return rows
 
-        session = self.scoped_session()
-        try:
+        with transaction(self) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session)
             rows = session.execute(sqlalchemy.select(
                 trial.trial_id, trial.number, trial.state, trial._datetime_start_utc, trial._datetime_complete_utc,
@@ -361,9 +359,6 @@ class StudyStorage(optuna.storages.RDBStorage):
             intermediate = children(models.TrialIntermediateValueModel, models.TrialIntermediateValueModel.step,
                                     models.TrialIntermediateValueModel.intermediate_value,
                                     models.TrialIntermediateValueModel.intermediate_value_type)
-            session.commit()
-        finally:
-            session.close()
         return [self._frozen_trial(models, row, params.get(row[0], ()), values.get(row[0]), user_attrs.get(row[0], ()),
                                    system_attrs.get(row[0], ()), intermediate.get(row[0], ()))
                 for row in rows]
