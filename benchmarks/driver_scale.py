@@ -7,12 +7,15 @@ and the dashboard publisher) runs a search on a landscape (``null``, so that not
 trainings each sleep 0.5 to 2 s, longer for a costlier genome, on a local Ray instance with
 ``--concurrency`` logical CPUs: that many trainings at once, as on a cluster of that many workers.
 
-For each window of ``--window`` finished trainings it prints the driver's CPU-seconds per training
+For each window of ``--window`` trials the study counts (its budget's unit: a training, or a result
+reused for a genome and seed the sampler proposed again, which costs the driver a suggestion and no
+worker time) it prints how many of them trained, the driver's CPU-seconds per trial and per training
 (all its threads, Tune's included), the latency of the searcher's suggestions that started a
-training (p50 and p99), how busy the worker slots were (the trainings' sleeping seconds over the
-window's wall time times the slots) and the trainings per second; then the peak memory of the
-driver and of the largest worker. The ratio of the last window's CPU-seconds per training to the
-first's says whether the driver's work per decision grows with the study.
+training (p50 and p99), the dashboard publishes that ended in the window and their CPU per trial
+(included in the driver's), how busy the worker slots were (the seconds slept by the trainings that
+finished in the window over its wall time times the slots) and the trainings per second; then the
+peak memory of the driver and of the largest worker. The ratio of the last window's CPU-seconds per
+trial to the first's says whether the driver's work per decision grows with the study.
 
 The baseline, measured first in the same run: Ray Tune alone (``--floor`` trainings of the same
 trainable and sleeping trainer, suggested by a searcher that answers at once and keeps no study).
@@ -32,14 +35,15 @@ from pathlib import Path
 
 import optuna
 import ray
+from ray import tune
+from ray.tune.search import Searcher
 
 from ulsam_nas.data import DataSpec
 from ulsam_nas.landscapes.trainer import train as landscape_train
 from ulsam_nas.models.spaces import load_space, random_genomes
-from ray import tune
-from ray.tune.search import Searcher
-
+from ulsam_nas.report.publish import DashboardPublisher
 from ulsam_nas.search import searchers
+from ulsam_nas.search.policy import SearchPolicy
 from ulsam_nas.search.runner import SearchConfig, make_tuner, run_search
 from ulsam_nas.search.trainable import TrialSettings, run_trial
 from ulsam_nas.train.fidelity import get_fidelity
@@ -71,50 +75,73 @@ def sleeping_trainer(genome, data, fidelity, seed=0, report=None, **split):
 
 
 class Meter:
-    """What the benchmark reads off the driver: the wall and CPU clocks at every finished training,
-    the seconds each one slept, the workers' peak memory and the time of each suggestion."""
+    """What the benchmark reads off the driver: the wall and CPU clocks at every trial the study
+    counts (a training, or a result reused for a genome and seed proposed again), the seconds each
+    training slept, the workers' peak memory and the time of each suggestion."""
 
     def __init__(self) -> None:
-        self.finished: list[tuple[float, float, float]] = []  # (wall, driver CPU, seconds slept)
-        self.suggest_s: list[tuple[int, float]] = []  # (trainings finished when asked, seconds)
+        self.counted: list[tuple[float, float, bool]] = []  # (wall, driver CPU, trained)
+        self.trained: list[tuple[float, float]] = []  # (wall, seconds slept)
+        self.suggest_s: list[tuple[int, float]] = []  # (trials counted when asked, seconds)
+        self.published: list[tuple[float, float]] = []  # (wall when done, driver CPU seconds) of each dashboard publish
         self.worker_peak_mb = 0.0
 
     def attach(self) -> None:
-        """Time ``StudySearcher.suggest`` and count ``on_trial_complete`` (the driver's only entry points per training)."""
-        suggest, complete = searchers.StudySearcher.suggest, searchers.StudySearcher.on_trial_complete
+        """Time ``StudySearcher.suggest``, and log the trials the policy counts and the trainings
+        Tune reports finished (the driver's entry points per trial)."""
+        suggest, complete, count = searchers.StudySearcher.suggest, searchers.StudySearcher.on_trial_complete, SearchPolicy._count
+        publish = DashboardPublisher.publish
         meter = self
 
         def timed_suggest(searcher, trial_id):
             started = time.perf_counter()
             config = suggest(searcher, trial_id)
             if isinstance(config, dict):
-                meter.suggest_s.append((len(meter.finished), time.perf_counter() - started))
+                meter.suggest_s.append((len(meter.counted), time.perf_counter() - started))
             return config
 
-        def counted_complete(searcher, trial_id, result=None, error=False):
+        def logged_complete(searcher, trial_id, result=None, error=False):
             complete(searcher, trial_id, result, error)
-            result = result or {}
-            meter.worker_peak_mb = max(meter.worker_peak_mb, result.get("worker_peak_mb", 0.0))
-            meter.finished.append((time.time(), time.process_time(), result.get("slept_s", 0.0)))
+            meter.training_finished(result or {})
 
-        searchers.StudySearcher.suggest, searchers.StudySearcher.on_trial_complete = timed_suggest, counted_complete
+        def logged_count(policy, trial, state):
+            count(policy, trial, state)
+            trained = "reused_from" not in trial.user_attrs and "infeasible" not in trial.user_attrs
+            meter.counted.append((time.time(), time.process_time(), trained))
+
+        def timed_publish(publisher, complete):
+            started = time.process_time()
+            publish(publisher, complete)
+            meter.published.append((time.time(), time.process_time() - started))
+
+        searchers.StudySearcher.suggest, searchers.StudySearcher.on_trial_complete = timed_suggest, logged_complete
+        SearchPolicy._count = logged_count
+        DashboardPublisher.publish = timed_publish
+
+    def training_finished(self, result: dict) -> None:
+        self.worker_peak_mb = max(self.worker_peak_mb, result.get("worker_peak_mb", 0.0))
+        self.trained.append((time.time(), result.get("slept_s", 0.0)))
 
     def windows(self, size: int, slots: int, started: tuple[float, float]) -> list[dict]:
-        """One row per ``size`` finished trainings, and one for the rest when fewer are left (a
-        budget's reused trials train nothing, so the trainings may stop short of a window)."""
-        rows, (wall, cpu), count = [], started, len(self.finished)
+        """One row per ``size`` trials counted, and one for the rest when fewer are left."""
+        rows, (wall, cpu), count = [], started, len(self.counted)
         ends = list(range(size, count + 1, size)) + ([count] if count % size else [])
         begin = 0
         for end in ends:
-            chunk = self.finished[begin:end]
+            chunk = self.counted[begin:end]
             end_wall, end_cpu = chunk[-1][0], chunk[-1][1]
             asked = sorted(s for n, s in self.suggest_s if begin <= n < end)
+            slept = sum(s for at, s in self.trained if wall < at <= end_wall)
+            trainings = sum(trained for _, _, trained in chunk)
+            publishing = [cpu_s for at, cpu_s in self.published if wall < at <= end_wall]
             span = end_wall - wall
-            rows.append({"trainings": f"{begin + 1}-{end}", "cpu_per_training_ms": 1000 * (end_cpu - cpu) / len(chunk),
+            rows.append({"trials": f"{begin + 1}-{end}", "trainings": trainings,
+                         "cpu_per_trial_ms": 1000 * (end_cpu - cpu) / len(chunk),
+                         "cpu_per_training_ms": 1000 * (end_cpu - cpu) / max(1, trainings),
+                         "publishes": len(publishing), "publish_per_trial_ms": 1000 * sum(publishing) / len(chunk),
                          "suggest_p50_ms": 1000 * statistics.median(asked) if asked else float("nan"),
                          "suggest_p99_ms": 1000 * asked[min(len(asked) - 1, int(0.99 * len(asked)))] if asked else float("nan"),
-                         "busy": sum(c[2] for c in chunk) / (slots * span), "per_second": len(chunk) / span,
-                         "span_s": span})
+                         "busy": slept / (slots * span), "per_second": trainings / span, "span_s": span})
             wall, cpu, begin = end_wall, end_cpu, end
         return rows
 
@@ -135,9 +162,8 @@ class InstantSearcher(Searcher):
         return {"genome": self.genomes[self.asked % len(self.genomes)], "seed": self.asked, "costs": {}}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        result = result or {}
-        self.meter.worker_peak_mb = max(self.meter.worker_peak_mb, result.get("worker_peak_mb", 0.0))
-        self.meter.finished.append((time.time(), time.process_time(), result.get("slept_s", 0.0)))
+        self.meter.training_finished(result or {})
+        self.meter.counted.append((time.time(), time.process_time(), True))
 
 
 def tune_alone(space, data, fidelity, count: int, slots: int, folder: Path) -> dict:
@@ -156,7 +182,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=8, help="trainings at once (logical CPUs of the local Ray)")
     parser.add_argument("--budget", type=int, default=500)
-    parser.add_argument("--window", type=int, default=500, help="finished trainings per printed row")
+    parser.add_argument("--window", type=int, default=500, help="trials counted per printed row")
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--floor", type=int, default=None,
                         help="trainings of the baseline, Ray Tune alone (default: the smaller of --budget and 500; 0: none)")
@@ -194,13 +220,15 @@ def main() -> int:
         print(f"baseline, Ray Tune alone ({floor} trainings): {baseline['busy']:.0%} of the slots busy, "
               f"{baseline['per_second']:.2f} trainings/s, {baseline['cpu_per_training_ms']:.1f} ms of driver CPU per "
               f"training; a worker's peak memory {baseline['worker_peak_mb']:.0f} MB")
-    print(f"{'trainings':>12} {'driver CPU ms/training':>23} {'suggest p50 ms':>15} {'p99 ms':>8} {'slots busy':>11} "
-          f"{'trainings/s':>12}")
+    print(f"{'trials':>12} {'trainings':>10} {'driver CPU ms/trial':>20} {'ms/training':>12} {'publishes':>10} "
+          f"{'publish ms/trial':>17} {'suggest p50 ms':>15} {'p99 ms':>8} {'slots busy':>11} {'trainings/s':>12}")
     for row in rows:
-        print(f"{row['trainings']:>12} {row['cpu_per_training_ms']:>23.1f} {row['suggest_p50_ms']:>15.1f} "
+        print(f"{row['trials']:>12} {row['trainings']:>10} {row['cpu_per_trial_ms']:>20.1f} {row['cpu_per_training_ms']:>12.1f} "
+              f"{row['publishes']:>10} {row['publish_per_trial_ms']:>17.1f} {row['suggest_p50_ms']:>15.1f} "
               f"{row['suggest_p99_ms']:>8.1f} {row['busy']:>11.0%} {row['per_second']:>12.2f}")
     if len(rows) > 1:
-        print(f"last window's driver CPU per training / first's: {rows[-1]['cpu_per_training_ms'] / rows[0]['cpu_per_training_ms']:.2f}")
+        print(f"last window's driver CPU / first's: {rows[-1]['cpu_per_trial_ms'] / rows[0]['cpu_per_trial_ms']:.2f} per trial, "
+              f"{rows[-1]['cpu_per_training_ms'] / rows[0]['cpu_per_training_ms']:.2f} per training")
     if baseline is not None:
         overall = sum(r["busy"] * r["span_s"] for r in rows) / sum(r["span_s"] for r in rows)
         print(f"slots busy over the search / Ray Tune alone: {overall:.0%} / {baseline['busy']:.0%} = "

@@ -252,13 +252,6 @@ def transaction(storage: optuna.storages.RDBStorage) -> Iterator[sqlalchemy.orm.
         session.close()
 
 
-def write_rows(storage: optuna.storages.RDBStorage, rows: list) -> None:
-    """Add Optuna table rows (``param_row``, its models) to ``storage`` in one transaction."""
-    if rows:
-        with transaction(storage) as session:
-            session.add_all(rows)
-
-
 class StudyStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage, pickled without the password of its URL: Ray Tune pickles the
     searcher, and the storage with it, into the experiment's ``tuner.pkl``. Unpickled in this

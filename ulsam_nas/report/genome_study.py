@@ -28,7 +28,6 @@ import sqlalchemy
 from optuna.trial import TrialState, create_trial
 
 from ..analysis.front import Front, GenomeStats
-from ..studies import param_row, write_rows
 from .escaping import markdown_text
 
 GENOMES_SUFFIX = ":genomes"
@@ -80,26 +79,53 @@ def _study_id(storage: optuna.storages.RDBStorage, name: str) -> int | None:
 
 
 def _write_trials(storage: optuna.storages.RDBStorage, study_id: int, trials: list[optuna.trial.FrozenTrial]) -> None:
-    """Write finished trials into a study just created, numbered in order, in one transaction.
-    Optuna's ``add_trials`` is O(trials²) here: it counts the study's earlier trials to number each
-    new one and looks up every parameter's earlier distribution in a query of its own (17 min for
-    4,772 genomes). The rows are built with Optuna's own table models, so they are the rows its
-    installed version writes and reads; the trials are made by ``create_trial``, which validated them."""
+    """Write finished trials into a study just created, numbered in order, in one transaction of
+    one bulk insert per table. Optuna's ``add_trials`` is O(trials²) here: it counts the study's
+    earlier trials to number each new one and looks up every parameter's earlier distribution in a
+    query of its own (17 min for 4,772 genomes); ORM objects for the same rows took 3.2 s for 428
+    genomes. The rows go through Optuna's own tables (its installed version's columns and types),
+    so they are the rows it writes and reads; the trials are made by ``create_trial``, which
+    validated them."""
     from optuna.storages._rdb import models
 
-    rows = []
-    for number, trial in enumerate(trials):
-        row = models.TrialModel(study_id=study_id, number=number, state=trial.state,
-                                datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete)
-        row.values = [models.TrialValueModel(objective=objective, **dict(zip(
-            ("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value))))
-            for objective, value in enumerate(trial.values)]
-        row.params = [param_row(name, distribution.to_internal_repr(trial.params[name]), distribution)
-                      for name, distribution in trial.distributions.items()]
-        row.user_attributes = [models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
-                               for key, value in trial.user_attrs.items()]
-        rows.append(row)
-    write_rows(storage, rows)
+    if not trials:
+        return
+    with storage.engine.begin() as connection:
+        connection.execute(models.TrialModel.__table__.insert(), [
+            {"study_id": study_id, "number": number, "state": trial.state, "datetime_start": trial.datetime_start,
+             "datetime_complete": trial.datetime_complete} for number, trial in enumerate(trials)])
+        ids = dict(connection.execute(sqlalchemy.select(models.TrialModel.number, models.TrialModel.trial_id)
+                                      .where(models.TrialModel.study_id == study_id)).all())
+        values, params, attrs = [], [], []
+        for number, trial in enumerate(trials):
+            trial_id = ids[number]
+            values += [{"trial_id": trial_id, "objective": objective,
+                        **dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value)))}
+                       for objective, value in enumerate(trial.values)]
+            params += [{"trial_id": trial_id, "param_name": name,
+                        "param_value": distribution.to_internal_repr(trial.params[name]),
+                        "distribution_json": optuna.distributions.distribution_to_json(distribution)}
+                       for name, distribution in trial.distributions.items()]
+            attrs += [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                      for key, value in trial.user_attrs.items()]
+        for model, rows in ((models.TrialValueModel, values), (models.TrialParamModel, params),
+                            (models.TrialUserAttributeModel, attrs)):
+            if rows:
+                connection.execute(model.__table__.insert(), rows)
+
+
+def _delete_study(storage: optuna.storages.RDBStorage, study_id: int) -> None:
+    """Optuna's ``delete_study``, its trials' rows deleted first by one statement per table:
+    Optuna's own deletes them through its ORM cascade, loading every row (2.3 s for 428 genomes)."""
+    from optuna.storages._rdb import models
+
+    trial_ids = sqlalchemy.select(models.TrialModel.trial_id).where(models.TrialModel.study_id == study_id)
+    with storage.engine.begin() as connection:
+        for table in reversed(models.BaseModel.metadata.sorted_tables):  # children before the trials they name
+            if "trial_id" in table.c and table is not models.TrialModel.__table__:
+                connection.execute(table.delete().where(table.c.trial_id.in_(trial_ids)))
+        connection.execute(models.TrialModel.__table__.delete().where(models.TrialModel.study_id == study_id))
+    storage.delete_study(study_id)
 
 
 def rebuild_genome_study(study: optuna.Study, storage: optuna.storages.RDBStorage, front: Front, note: str) -> None:
@@ -110,10 +136,10 @@ def rebuild_genome_study(study: optuna.Study, storage: optuna.storages.RDBStorag
     live_name, spare_name = genome_study_name(study.study_name), study.study_name + REBUILDING_SUFFIX
     leftover = _study_id(storage, spare_name)  # from a driver killed mid-rebuild
     if leftover is not None:
-        storage.delete_study(leftover)
+        _delete_study(storage, leftover)
     live = _study_id(storage, live_name)
     if live is not None and storage.get_study_directions(live) != study.directions:
-        storage.delete_study(live)  # a study of other objectives under this name: not ours to keep
+        _delete_study(storage, live)  # a study of other objectives under this name: not ours to keep
         live = None
     sampled = {t.number: t for t in study.get_trials(deepcopy=False)}
     spare = optuna.create_study(storage=storage, study_name=spare_name, directions=study.directions)
@@ -135,5 +161,5 @@ def rebuild_genome_study(study: optuna.Study, storage: optuna.storages.RDBStorag
         connection.execute(sqlalchemy.text(
             "UPDATE trials SET study_id = CASE WHEN study_id = :live THEN :spare ELSE :live END "
             "WHERE study_id IN (:live, :spare)"), {"live": live, "spare": spare_id})
-    storage.delete_study(spare_id)  # with the old trials
+    _delete_study(storage, spare_id)  # with the old trials
     save_note(optuna.load_study(study_name=live_name, storage=storage), note)
