@@ -8,6 +8,7 @@ import urllib.request
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
@@ -113,6 +114,17 @@ def test_a_rebuild_keeps_the_id_and_no_reader_sees_it_half_built(study_dir, luck
     assert len(storage.get_all_trials(genomes_id)) == 6
     assert seen and set(seen) <= {5, 6}, sorted(set(seen))  # the old study or the new, never a part
     assert names(study_dir) == ["mv2-synthetic", "mv2-synthetic:genomes"]  # no rebuilding study left
+    assert rows_of_deleted_trials(storage) == 0  # the storage does not grow with each publication
+
+
+def rows_of_deleted_trials(storage) -> int:
+    """Rows of Optuna's trial tables whose trial is gone (what a rebuild deleted, left behind)."""
+    from optuna.storages._rdb import models
+
+    with storage.engine.connect() as connection:
+        return sum(connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(table).where(
+            table.c.trial_id.not_in(sqlalchemy.select(models.TrialModel.trial_id)))).scalar()
+            for table in models.BaseModel.metadata.sorted_tables if "trial_id" in table.c and table.name != "trials")
 
 
 def test_a_rebuild_left_by_a_killed_driver_is_cleared(study_dir, lucky_study):
@@ -123,6 +135,7 @@ def test_a_rebuild_left_by_a_killed_driver_is_cleared(study_dir, lucky_study):
     publish_front(lucky_study, storage)
     assert names(study_dir) == ["mv2-synthetic", "mv2-synthetic:genomes"]
     assert len(genome_study(study_dir).trials) == 5
+    assert rows_of_deleted_trials(storage) == 0
 
 
 def test_reading_a_study_never_creates_its_genome_study(study_dir):
