@@ -130,8 +130,8 @@ class DashboardPublisher:
     """``publish_front`` while a search runs: once ``every`` more trials are COMPLETE and at least
     ``min_seconds`` have passed since the last time, and no sooner than keeps publishing to
     ``PUBLISH_SHARE`` of the driver's time (the genome study's rebuild grows with the genomes:
-    about 50 ms per genome on SQLite), and at the end. The dashboard is a view: a failure never stops
-    the search; it is reported once, and later publications are still tried.
+    about 2 ms of CPU per genome on SQLite), and at the end. The dashboard is a view: a failure
+    never stops the search; it is reported once, and later publications are still tried.
 
     Of the drivers sharing a study, one publishes: the first to take the study's publishing lock
     (``lock``, ``StudyLock(..., purpose="publish")``) without waiting keeps it until its search
