@@ -14,7 +14,7 @@ from ray import cloudpickle
 from ulsam_nas.analysis.front import Front
 from ulsam_nas.data import DataSpec
 from ulsam_nas.models.spaces import load_space
-from ulsam_nas.report.publish import DashboardPublisher, publish_front
+from ulsam_nas.report.publish import PUBLISH_SHARE, DashboardPublisher, publish_front
 from ulsam_nas.report.writer import write_report
 from ulsam_nas.search.runner import SearchConfig, run_search
 from ulsam_nas.studies import StudyLock, artifact_store, open_storage
@@ -134,18 +134,19 @@ def test_the_search_publishes_every_few_complete_trials_and_never_fails_for_it(s
     assert len(published) == 2
 
     def slow(study, storage):
-        now[0] += 20.0  # a publication of 20 s: the next waits 200 s, to keep publishing to a tenth of the time
+        now[0] += 20.0  # a publication of 20 s: the next waits 20 s / PUBLISH_SHARE (400 s), to keep to that share
 
     monkeypatch.setattr("ulsam_nas.report.publish.publish_front", slow)
     now[0] = 182.0
     publisher.on_progress(40)
     assert now[0] == 202.0 and publisher.published_at == 202.0
-    now[0] = 400.0
+    due = 202.0 + 20.0 / PUBLISH_SHARE
+    now[0] = due - 2.0
     publisher.on_progress(50)
-    assert now[0] == 400.0  # 198 s after the last one ended: not due
-    now[0] = 402.0
+    assert now[0] == due - 2.0  # not due
+    now[0] = due
     publisher.on_progress(50)
-    assert now[0] == 422.0
+    assert now[0] == due + 20.0
 
     def broken(study, storage):
         raise OSError("disk full")

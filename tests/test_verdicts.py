@@ -44,7 +44,7 @@ class NullStudy:
         """A genome on 3 seeds that costs no more than genome ``index``."""
         stats = self.draw(np.random.default_rng(0))
         front = Front.of(stats, SELECTION)
-        rivals = {s.genome for s in front.rivals[stats[index].genome] if s.n == 3}
+        rivals = {s.genome for s in front.rivals(stats[index].genome) if s.n == 3}
         return next(i for i, g in enumerate(self.genomes) if g in rivals)
 
 
@@ -90,7 +90,7 @@ def test_a_paper_configuration_three_sigma_worse_than_one_rival_is_found(null_st
     rng = np.random.default_rng(20)
     stats = null_study.draw(rng)
     front = Front.of(stats, SELECTION)
-    worst = max(range(null_study.paper), key=lambda i: len(front.rivals[stats[i].genome]))
+    worst = max(range(null_study.paper), key=lambda i: len(front.rivals(stats[i].genome)))
     better = null_study.rival_on_three_seeds(worst)
     true_means = [TRUE_TOP1] * len(null_study.genomes)
     true_means[better] = TRUE_TOP1 + 3 * SIGMA
@@ -99,7 +99,7 @@ def test_a_paper_configuration_three_sigma_worse_than_one_rival_is_found(null_st
         stats = null_study.draw(rng, true_means)
         verdict = Front.of(stats, SELECTION).verdict(stats[worst])
         found += verdict.kind == "dominated"
-    assert found / replicates >= 0.5, f"power {found / replicates:.0%} with {len(front.rivals[stats[worst].genome])} rivals"
+    assert found / replicates >= 0.5, f"power {found / replicates:.0%} with {len(front.rivals(stats[worst].genome))} rivals"
 
 
 def test_the_between_genome_std_and_its_interval_cover_the_truth(null_study):

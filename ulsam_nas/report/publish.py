@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 PUBLISH_EVERY_COMPLETE = 10  # a search publishes after this many more COMPLETE trials...
 PUBLISH_MIN_SECONDS = 60.0  # ...and no sooner than this after its last publication...
-PUBLISH_SHARE = 0.1  # ...nor sooner than keeps publishing to this share of the driver's time
+PUBLISH_SHARE = 0.05  # ...nor sooner than keeps publishing to this share of the driver's time
 VERDICT_NAMES = (("front", "on the front"), ("within-noise", "within noise of a front genome"),
                  ("dominated", "clearly dominated"))
 
@@ -97,15 +97,17 @@ def front_note(study: optuna.Study, front: Front) -> str:
     ])
 
 
-def save_figures(study: optuna.Study, front: Front, verdicts: dict[str, str], title_of: optuna.Study) -> None:
-    """The front's figures, one per cost, stored in ``study`` (titles from ``title_of``'s attributes)."""
+def save_figures(studies: list[optuna.Study], front: Front, verdicts: dict[str, str], title_of: optuna.Study) -> None:
+    """The front's figures, one per cost, each drawn once and stored in every study of ``studies``
+    (titles from ``title_of``'s attributes)."""
     from optuna_dashboard import save_plotly_graph_object
 
     for objective in front.selection.computed:
         # The dashboard gives each figure a box of its own height, too small for a label per paper configuration.
         figure = front_figure(front, verdicts, objective, figure_title(title_of, objective), paper_labels=False)
         figure.update_layout(height=None)
-        save_plotly_graph_object(study, figure, graph_object_id=graph_object_id(objective))
+        for study in studies:
+            save_plotly_graph_object(study, figure, graph_object_id=graph_object_id(objective))
 
 
 def publish_front(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
@@ -119,11 +121,10 @@ def publish_front(study: optuna.Study, storage: optuna.storages.RDBStorage) -> N
     if not front.stats:
         return
     verdicts = {s.genome: front.verdict(s).describe() for s in front.stats}
-    save_figures(study, front, verdicts, study)
     save_note(study, front_note(study, front))
     rebuild_genome_study(study, storage, front, genome_note(study.study_name, front_lines(study, front)))
     genomes = optuna.load_study(study_name=genome_study_name(study.study_name), storage=storage)
-    save_figures(genomes, front, verdicts, study)
+    save_figures([study, genomes], front, verdicts, study)
 
 
 class DashboardPublisher:
