@@ -130,14 +130,14 @@ def publish_front(study: optuna.Study, storage: optuna.storages.RDBStorage) -> N
 class DashboardPublisher:
     """``publish_front`` while a search runs: once ``every`` more trials are COMPLETE and at least
     ``min_seconds`` have passed since the last time, and no sooner than keeps publishing to
-    ``PUBLISH_SHARE`` of the driver's time (the genome study's rebuild grows with the genomes:
-    about 2 ms of CPU per genome on SQLite), and at the end. The dashboard is a view: a failure
+    ``PUBLISH_SHARE`` of the driver's time (a publication grows with the genomes: 7 s for
+    4,675 on SQLite), and at the end. The dashboard is a view: a failure
     never stops the search; it is reported once, and later publications are still tried.
 
     Of the drivers sharing a study, one publishes: the first to take the study's publishing lock
     (``lock``, ``StudyLock(..., purpose="publish")``) without waiting keeps it until its search
     ends (``close``) or it dies. The others skip their publications meanwhile, instead of
-    rebuilding the same genome study in turn (each rebuild takes seconds to minutes on a large
+    rebuilding the same genome study in turn (each rebuild takes seconds on a large
     study) or waiting; one of them takes over once the lock is free. A driver ends only when the
     study holds its budget, so whichever publishes last publishes it whole."""
 
